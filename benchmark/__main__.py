@@ -1,0 +1,73 @@
+"""``python -m benchmark <subcommand> [hydra overrides]`` (also installed as ``vdim-bench``).
+
+Hydra has no subcommands, so this dispatcher takes the first argument as the subcommand
+and hands the rest of ``sys.argv`` to that subcommand's ``@hydra.main``: overrides, ``-m``,
+``--cfg job``, launchers and output folders all keep working. ``compare`` needs no Hydra.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+SUBCOMMANDS = {
+    "run": ("benchmark.run", "pretrain a method, evaluate it, write results/runs/<run-id>/result.json"),
+    "compare": ("benchmark.compare", "tabulate every run's result.json against the papers' tables"),
+    "info": ("benchmark.info", "encoder/method summary: parameters, GFLOPs per clip, feature-map shapes"),
+    "data": ("benchmark.data.cli", "write a dataset to disk: `data synthetic --out DIR`"),
+    "perf": ("benchmark.perf", "performance suite: data pipeline, train step, efficiency, eval, scaling"),
+}
+CONFIG_GROUPS = ("method", "encoder", "dataset", "eval", "trainer", "launcher", "experiment")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def usage() -> str:
+    lines = ["usage: python -m benchmark <subcommand> [overrides] [--debug]", "", "subcommands:"]
+    lines += [f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items()]
+    lines += ["", "Each subcommand has --help. Hydra overrides: key=value, group=option, -m for sweeps.",
+              "--debug (or HYDRA_FULL_ERROR=1) shows full tracebacks."]
+    return "\n".join(lines)
+
+
+def check_group_choices(args: list[str]) -> str | None:
+    """Name an unknown config-group option and the valid ones, in one line, before Hydra does in ten."""
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~").split("@")[0]
+        if key.startswith("override "):
+            key = key[len("override "):]
+        if key not in CONFIG_GROUPS or value in ("", "null"):
+            continue
+        choices = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        for v in value.split(","):
+            if v and v not in choices:
+                return f"unknown {key} '{v}'; valid choices: {', '.join(choices)}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        argv.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if argv else 2)
+    sub, rest = argv[0], argv[1:]
+    if sub not in SUBCOMMANDS:
+        print(f"error: unknown subcommand '{sub}'; valid choices: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    problem = check_group_choices(rest)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(SUBCOMMANDS[sub][0])
+    sys.argv = [f"benchmark {sub}"] + rest
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

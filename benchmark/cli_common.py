@@ -1,0 +1,36 @@
+"""What every Hydra subcommand shares: the config path, schema registration, and the error boundary."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from benchmark.config import register_schemas
+from benchmark.errors import UserError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+register_schemas()
+log = logging.getLogger("benchmark")
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("VDIM_BENCH_DEBUG") == "1"
+
+
+def user_errors_exit(task: Callable) -> Callable:
+    """Turn a :class:`UserError` raised inside a Hydra task into one line on stderr and exit 2."""
+
+    @functools.wraps(task)
+    def wrapped(cfg):
+        try:
+            return task(cfg)
+        except UserError as e:
+            if debug_enabled():
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped

@@ -1,0 +1,279 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+The YAML files under ``configs/`` hold the values; these schemas hold the types, so a
+misspelt key or a wrong type fails when Hydra composes the config. Each YAML option
+names its schema in its defaults list (``- /schema/<group>/<name>@_here_``).
+Defaults live in the YAML, not here: ``--cfg job`` prints the whole truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# ---------------------------------------------------------------- data and views
+@dataclass
+class AugmentConfig:
+    """Per-view (per-clip) augmentation; one parameter draw per view (VDIM sec. 3.1)."""
+    crop_size: int = MISSING
+    crop_area: List[float] = field(default_factory=lambda: [0.2, 0.766])
+    crop_ratio: List[float] = field(default_factory=lambda: [0.75, 1.3333])
+    color: str = MISSING  # jitter | lab_dropout | none
+    jitter_p: float = 0.8
+    brightness: float = 0.6
+    contrast: float = 0.6
+    saturation: float = 0.6
+    hue: float = 0.15
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: List[float] = field(default_factory=lambda: [0.1, 2.0])
+    flip_p: float = 0.5
+    rotation_degrees: float = 0.0
+
+
+@dataclass
+class VDIMViewConfig:
+    """VDIM view generator (sec. 3.1, sec. 4): two subsequences of one window."""
+    frames: int = MISSING  # final length of each view after downsampling
+    offset: int = 0  # start of the second view relative to the first (0 or 32)
+    downsample: List[int] = field(default_factory=lambda: [1, 2])
+
+
+@dataclass
+class RhoClipConfig:
+    """rho-clip sampler (Feichtenhofer et al. 2021, sec. 3)."""
+    rho: int = 2
+    frames: int = MISSING  # T
+    stride: int = MISSING  # tau
+    max_distance: Optional[int] = None  # max start distance in frames; None = whole video
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    format: str = MISSING  # ucf101 | hmdb51 | kinetics
+    root: Optional[str] = None
+    videos: Optional[str] = None
+    splits: Optional[str] = None
+    split: int = 1
+    frame_stride: int = 8  # natural temporal stride tau for this data's frame rate
+    pretrain_subset: str = "train"  # pretrain on this split's train list only (VDIM sec. 4)
+
+
+@dataclass
+class SyntheticConfig(DatasetConfig):
+    cache_dir: Optional[str] = None
+    classes: int = 8
+    groups: int = 10
+    clips_per_group: int = 3
+    min_frames: int = 24
+    max_frames: int = 64
+    size: int = 64
+    fps: int = 16
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- encoders
+@dataclass
+class EncoderConfig:
+    name: str = MISSING
+    frames: int = MISSING
+    size: int = MISSING
+    params_reported_m: Optional[float] = None
+    gflops_reported: Optional[float] = None
+
+
+@dataclass
+class VDIMEncoderConfig(EncoderConfig):
+    layout: str = MISSING  # table1 | small
+    ndf: int = 64
+    n_1x1: Optional[int] = None  # override every ResBlock's number of 1x1 blocks
+    head_dim: int = 512  # |Y|, output of phi_8 used as the evaluation feature
+
+
+@dataclass
+class PTVEncoderConfig(EncoderConfig):
+    pretrained: bool = False  # never downloads: must stay False offline
+
+
+# ---------------------------------------------------------------- methods
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    sampler: str = MISSING  # vdim_views | rho_clips | labeled_clip | none
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class VDIMMethodConfig(MethodConfig):
+    views: VDIMViewConfig = field(default_factory=VDIMViewConfig)
+    antecedent: List[str] = field(default_factory=lambda: ["block5", "block6", "block8"])
+    consequent: List[str] = field(default_factory=lambda: ["block8"])
+    symmetric: bool = True
+    temporal_difference: bool = True
+    head_dim: int = 512
+    score_clip: float = 20.0
+    score_reg: float = 0.05
+
+
+@dataclass
+class RhoMethodConfig(MethodConfig):
+    clips: RhoClipConfig = field(default_factory=RhoClipConfig)
+    pairing: str = "all"  # all ordered pairs | consecutive (reference SimCLR)
+    temperature: float = 0.1
+    mlp_layers: int = 3
+    hidden_dim: int = 2048
+    out_dim: int = 128
+    mlp_bn: bool = True
+    predictor_hidden_dim: int = 4096
+    queue_size: int = 65536
+    momentum: float = 0.994
+    prototypes: int = 1000
+    sinkhorn_eps: float = 0.05
+    sinkhorn_iters: int = 3
+    freeze_prototypes_steps: int = 0
+
+
+@dataclass
+class SupervisedMethodConfig(MethodConfig):
+    clips: RhoClipConfig = field(default_factory=RhoClipConfig)
+    dropout: float = 0.5
+
+
+# ---------------------------------------------------------------- trainer, eval
+@dataclass
+class TrainerConfig:
+    steps: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    optimizer: str = "adam"  # adam | sgd | lars
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"  # constant | cosine | step
+    warmup_steps: int = 0
+    decay_every: int = 0
+    decay_factor: float = 0.5
+    precision: str = "bf16"  # fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 2
+    threads: Optional[int] = None
+    resume: str = "none"  # none | auto | <path to checkpoint>
+    checkpoint_every: int = 50
+    grad_clip: float = 0.0
+    log_every: int = 10
+    sync_bn: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    progress: bool = True
+
+
+@dataclass
+class LinearEvalConfig:
+    epochs: int = 100
+    lr: float = 0.1
+    batch_size: int = 256
+    weight_decay: float = 0.0
+
+
+@dataclass
+class FinetuneEvalConfig:
+    preset: str = "vdim"  # vdim (sec. 4.1) | rho (Feichtenhofer et al. sec. 5)
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    decay_every: int = 3000
+    decay_factor: float = 0.5
+    hidden_dim: int = 1024
+    dropout: float = 0.2
+    views: int = 4
+    color: str = "lab_dropout"
+    checkpoint_every: int = 100
+
+
+@dataclass
+class KNNEvalConfig:
+    recall_at: List[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    k: int = 10
+
+
+@dataclass
+class EvalConfig:
+    protocols: List[str] = field(default_factory=lambda: ["linear", "knn"])
+    splits: List[int] = field(default_factory=lambda: [1, 2, 3])
+    dataset: Optional[str] = None  # evaluation dataset; None = the pretraining dataset
+    clips_per_video: int = 4
+    frame_stride: int = 1
+    spatial_crops: int = 1
+    feature_batch_size: int = 32
+    cache_dir: Optional[str] = None
+    linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
+    finetune: FinetuneEvalConfig = field(default_factory=FinetuneEvalConfig)
+    knn: KNNEvalConfig = field(default_factory=KNNEvalConfig)
+
+
+# ---------------------------------------------------------------- roots
+@dataclass
+class RunConfig:
+    method: Any = MISSING
+    encoder: Any = MISSING
+    dataset: Any = MISSING
+    eval: EvalConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 0
+    results_dir: str = "results/runs"
+    run_id: str = MISSING
+    experiment_name: Optional[str] = None
+    compute_budget: Optional[str] = None
+
+
+@dataclass
+class InfoConfig:
+    encoder: Any = MISSING
+    method: Any = MISSING
+    batch: int = 1
+    flops: bool = True
+
+
+@dataclass
+class DataConfig:
+    dataset: Any = MISSING
+    out: Optional[str] = None
+
+
+@dataclass
+class PerfConfig:
+    encoder: Any = MISSING
+    dataset: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    method: Any = MISSING
+    results_dir: str = "results/perf"
+    batch_size: int = 8
+    repeats: int = 3
+    workers: List[int] = field(default_factory=lambda: [0, 2])
+    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
+    paper_resolution: bool = True
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    for name, node in {
+        "run": RunConfig, "info": InfoConfig, "data": DataConfig, "perf": PerfConfig,
+    }.items():
+        cs.store(name=f"{name}_schema", node=node)
+    groups = {
+        "dataset": {"base": DatasetConfig, "synthetic": SyntheticConfig},
+        "encoder": {"vdim": VDIMEncoderConfig, "ptv": PTVEncoderConfig},
+        "method": {"vdim": VDIMMethodConfig, "rho": RhoMethodConfig,
+                   "supervised": SupervisedMethodConfig, "base": MethodConfig},
+        "trainer": {"base": TrainerConfig},
+        "eval": {"base": EvalConfig},
+    }
+    for group, nodes in groups.items():
+        for name, node in nodes.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)

@@ -1,0 +1,1 @@
+"""Datasets, the synthetic dataset, clip samplers, view generators and augmentations."""

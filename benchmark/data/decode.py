@@ -1,0 +1,69 @@
+"""Decode chosen frames of a video with PyAV, once per sample for all of its clips or views.
+
+The view generators compute frame indices first; this module decodes the span those
+indices cover in one pass (seeking to the first needed frame on long videos) and
+returns exactly the requested frames as ``uint8 [N, H, W, 3]``. A video that cannot be
+opened or yields no frames raises :class:`VideoDecodeError`, which the datasets count
+and skip.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import av
+import numpy as np
+import torch
+
+
+class VideoDecodeError(RuntimeError):
+    pass
+
+
+def probe(path: str) -> Tuple[int, float]:
+    """Return ``(num_frames, fps)``; falls back to decoding when the container has no count."""
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            n = stream.frames
+            if not n:
+                n = sum(1 for _ in container.decode(stream))
+    except (av.FFmpegError, IndexError, OSError, ValueError) as e:
+        raise VideoDecodeError(f"{path}: {e}") from e
+    if n <= 0:
+        raise VideoDecodeError(f"{path}: no video frames")
+    return int(n), fps
+
+
+def decode_frames(path: str, indices: Sequence[int], seek_after: int = 64) -> torch.Tensor:
+    """Frames ``indices`` (any order, repeats allowed) as ``uint8 [len(indices), H, W, 3]``.
+
+    Indices past the last decodable frame repeat the last frame (VDIM sec. 3.1 pads short
+    clips by repeating the last frame).
+    """
+    wanted = np.asarray(indices, dtype=np.int64)
+    first, last = int(wanted.min()), int(wanted.max())
+    frames = {}
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            tb = float(stream.time_base)
+            if first > seek_after and stream.time_base is not None:
+                container.seek(int((first / fps) / tb), stream=stream, backward=True, any_frame=False)
+            start_pts = stream.start_time or 0
+            for i, frame in enumerate(container.decode(stream)):
+                idx = round((frame.pts - start_pts) * tb * fps) if frame.pts is not None else i
+                if idx > last:
+                    break
+                if idx >= first:
+                    frames[idx] = frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, IndexError, OSError, ValueError) as e:
+        raise VideoDecodeError(f"{path}: {e}") from e
+    if not frames:
+        raise VideoDecodeError(f"{path}: no decodable frames in [{first}, {last}]")
+    have = np.array(sorted(frames))
+    # nearest decoded frame at or before each index; the last one pads short videos
+    pos = np.clip(np.searchsorted(have, wanted, side="right") - 1, 0, len(have) - 1)
+    return torch.from_numpy(np.stack([frames[int(have[p])] for p in pos]))

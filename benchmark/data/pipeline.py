@@ -1,0 +1,93 @@
+"""From config to data: records of a split, and the sampler + augmentation of each method.
+
+This is the one place that knows which sampler a method asks for (``method.sampler``):
+``vdim_views`` (VDIM sec. 3.1), ``rho_clips`` (Feichtenhofer et al.), ``labeled_clip``
+(supervised) or ``none`` (random init: no pretraining data).
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import torch
+
+from benchmark.data import samplers
+from benchmark.data.augment import build_clip_augment, build_eval_transform, to_model_input
+from benchmark.data.splits import VideoRecord, load_split
+from benchmark.errors import UserError, unknown_choice
+
+SAMPLERS = ("vdim_views", "rho_clips", "labeled_clip", "none")
+
+
+def dataset_root(ds) -> Path:
+    if ds.name == "synthetic":
+        from benchmark.data.synthetic import ensure_synthetic
+        return ensure_synthetic(ds)
+    if ds.root in (None, "???"):
+        raise UserError(f"dataset '{ds.name}' needs dataset.root=/path/to/{ds.name}")
+    return Path(ds.root).expanduser()
+
+
+def records_for(ds, split: int, subset: str) -> Tuple[List[VideoRecord], List[str]]:
+    """Videos and class names of ``subset`` (train | test | all) of ``split``."""
+    root = dataset_root(ds)
+    fmt = ds.format
+    videos, splits = ds.videos, ds.splits
+    if ds.name == "synthetic" and fmt == "hmdb51":
+        root, videos, splits = root / "hmdb51", ".", "testTrainMulti_7030_splits"
+    records, classes = load_split(fmt, root, videos, splits, split, subset)
+    if not records:
+        raise UserError(f"no videos listed for split {split} ({subset}) under {root}")
+    return records, classes
+
+
+def _augmented_view(augment, color: str, frames: torch.Tensor, k: int) -> torch.Tensor:
+    return to_model_input(augment(frames.permute(0, 3, 1, 2)), color)
+
+
+def check_clip_fits(frames: int, stride: int, what: str) -> None:
+    if frames < 1 or stride < 1:
+        raise UserError(f"bad clip length for {what}: {frames} frames at stride {stride}; both must be >= 1")
+
+
+def train_sampler(method, encoder):
+    """``(index_fn, view_fn)`` of the method's pretraining sampler."""
+    kind = method.sampler
+    if kind not in SAMPLERS:
+        raise unknown_choice("method.sampler", kind, SAMPLERS)
+    if kind == "none":
+        return None
+    color = method.augment.color
+    view_fn = partial(_augmented_view, build_clip_augment(method.augment, encoder.size), color)
+    if kind == "vdim_views":
+        v = method.views
+        if v.frames != encoder.frames:
+            raise UserError(f"bad clip length: VDIM views have {v.frames} frames but encoder "
+                            f"'{encoder.name}' expects {encoder.frames}")
+        samplers.vdim_window_length(v.frames, v.offset, v.downsample)  # validates
+        index_fn = partial(samplers.vdim_view_indices, frames=v.frames, offset=v.offset, downsample=list(v.downsample))
+        return (lambda n, rng: index_fn(n, rng=rng)), view_fn
+    c = method.clips
+    check_clip_fits(c.frames, c.stride, method.name)
+    index_fn = partial(samplers.rho_clip_indices, rho=c.rho, frames=c.frames, stride=c.stride,
+                       max_distance=c.max_distance)
+    return (lambda n, rng: index_fn(n, rng=rng)), view_fn
+
+
+def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride: int, color: str = "none"):
+    """Deterministic test clips: ``clips_per_video`` temporal x ``spatial_crops`` spatial."""
+    check_clip_fits(encoder.frames, frame_stride, "evaluation")
+    if spatial_crops not in (1, 3):
+        raise UserError(f"bad eval.spatial_crops {spatial_crops}; valid choices: 1, 3")
+    transforms = [build_eval_transform(encoder.size, color, c, spatial_crops) for c in range(spatial_crops)]
+
+    def index_fn(n: int, rng: np.random.Generator):
+        clips = samplers.uniform_clip_indices(n, clips_per_video, encoder.frames, frame_stride)
+        return [c for c in clips for _ in range(spatial_crops)]
+
+    def view_fn(frames: torch.Tensor, k: int) -> torch.Tensor:
+        return to_model_input(transforms[k % spatial_crops](frames.permute(0, 3, 1, 2)), color)
+
+    return index_fn, view_fn

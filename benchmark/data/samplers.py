@@ -1,0 +1,87 @@
+"""Frame-index arithmetic of the clip samplers; pure functions of (video length, rng).
+
+* :func:`vdim_view_indices`: the VDIM view generator, paper sec. 3.1 steps 1-3 and sec. 4.
+* :func:`kview_indices`: the K-view evaluation sampler of sec. 4.1 (offsets 0, F, 2F, ...).
+* :func:`rho_clip_indices`: rho clips of T frames at stride tau, starts uniform over the
+  whole video (Feichtenhofer et al. 2021, sec. 3).
+* :func:`uniform_clip_indices`: evenly spaced test clips (SlowFast's "10 clips" protocol).
+
+Indices may run past the video's end; the decoder repeats the last frame there.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from benchmark.errors import UserError
+
+
+def vdim_window_length(frames: int, offset: int, downsample: Sequence[int]) -> int:
+    """Length of the moving window that holds both views.
+
+    View 1 starts at 0 and view 2 at ``offset``; view k covers ``frames * downsample[k]``
+    frames so that both have ``frames`` frames after downsampling. With offset = frames and
+    factors (1, 2) the views are disjoint and split the window 1/3 : 2/3 (sec. 3.1, step 2).
+    """
+    if frames <= 0:
+        raise UserError(f"bad clip length {frames}: a view needs at least one frame")
+    if len(downsample) != 2 or min(downsample) < 1:
+        raise UserError(f"bad downsampling {list(downsample)}: need two factors >= 1, e.g. [1, 2]")
+    if offset < 0:
+        raise UserError(f"bad view offset {offset}: must be >= 0 (the paper uses 0 or 32)")
+    starts = (0, offset)
+    return max(s + frames * d for s, d in zip(starts, downsample))
+
+
+def vdim_view_indices(num_frames: int, frames: int, offset: int, downsample: Sequence[int],
+                      rng: np.random.Generator) -> List[np.ndarray]:
+    """Two index arrays of equal length ``frames``, one per view.
+
+    Step 1: a window of fixed length is drawn with stride 1 (uniform start); when the
+    video is shorter, the window starts at 0 and is padded by repeating the last frame.
+    Steps 2-3: view k starts at (0, offset)[k] inside the window and takes every
+    downsample[k]-th frame.
+    """
+    window = vdim_window_length(frames, offset, downsample)
+    start = int(rng.integers(0, num_frames - window + 1)) if num_frames >= window else 0
+    idx = [start + s + np.arange(frames) * d for s, d in zip((0, offset), downsample)]
+    return [np.minimum(i, max(num_frames - 1, 0)) for i in idx]
+
+
+def kview_indices(num_frames: int, frames: int, views: int, downsample: int = 1, start: int = 0
+                  ) -> List[np.ndarray]:
+    """K views at offsets 0, F, 2F, ... from ``start`` (sec. 4.1), each F frames after downsampling."""
+    span = frames * downsample
+    idx = [start + k * span + np.arange(frames) * downsample for k in range(views)]
+    return [np.minimum(i, max(num_frames - 1, 0)) for i in idx]
+
+
+def rho_clip_indices(num_frames: int, rho: int, frames: int, stride: int, rng: np.random.Generator,
+                     max_distance: Optional[int] = None) -> List[np.ndarray]:
+    """rho clips of ``frames`` frames at ``stride``; starts independent and uniform.
+
+    Clips may overlap. With ``max_distance`` every start lies within that many frames of
+    the first clip's start. Short videos start at 0 and repeat their last frame.
+    """
+    if rho < 1:
+        raise UserError(f"bad rho {rho}: need at least 1 clip per video")
+    if frames <= 0 or stride <= 0:
+        raise UserError(f"bad clip length {frames} x stride {stride}: both must be >= 1")
+    span = (frames - 1) * stride + 1
+    last_start = max(num_frames - span, 0)
+    starts = [int(rng.integers(0, last_start + 1))]
+    for _ in range(rho - 1):
+        lo, hi = 0, last_start
+        if max_distance is not None:
+            lo, hi = max(0, starts[0] - max_distance), min(last_start, starts[0] + max_distance)
+        starts.append(int(rng.integers(lo, hi + 1)))
+    return [np.minimum(s + np.arange(frames) * stride, max(num_frames - 1, 0)) for s in starts]
+
+
+def uniform_clip_indices(num_frames: int, clips: int, frames: int, stride: int) -> List[np.ndarray]:
+    """``clips`` clips with evenly spaced starts over the video (deterministic test-time sampling)."""
+    span = (frames - 1) * stride + 1
+    last_start = max(num_frames - span, 0)
+    starts = np.linspace(0, last_start, clips).round().astype(int) if clips > 1 else [last_start // 2]
+    return [np.minimum(s + np.arange(frames) * stride, max(num_frames - 1, 0)) for s in starts]
