@@ -1,0 +1,67 @@
+"""Optimizers (Adam, SGD, LARS) and learning-rate schedules (constant, cosine, step; warm-up)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim import Optimizer
+
+OPTIMIZERS = ("adam", "sgd", "lars")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+class LARS(Optimizer):
+    """LARS (You et al. 2017) as in SimCLR/BYOL: SGD with momentum whose update of each
+    weight matrix is scaled by ``eta * ||w|| / ||g + wd w||``; biases and BN are excluded."""
+
+    def __init__(self, params, lr, momentum=0.9, weight_decay=1e-6, eta=0.001):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if p.ndim > 1:
+                    d = d.add(p, alpha=g["weight_decay"])
+                    wn, dn = torch.norm(p), torch.norm(d)
+                    trust = torch.where((wn > 0) & (dn > 0), g["eta"] * wn / dn, torch.ones_like(wn))
+                    d = d * trust
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.mul_(g["momentum"]).add_(d)
+                p.add_(buf, alpha=-g["lr"])
+
+
+def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9) -> Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "lars":
+        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    from benchmark.errors import unknown_choice
+    raise unknown_choice("optimizer", name, OPTIMIZERS)
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, decay_every: int = 0,
+              decay_factor: float = 0.5) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    if schedule == "step":
+        return decay_factor ** ((step // decay_every) if decay_every else 0)
+    from benchmark.errors import unknown_choice
+    raise unknown_choice("schedule", schedule, SCHEDULES)
+
+
+def build_scheduler(optimizer, total: int, schedule: str, warmup: int = 0, decay_every: int = 0, decay_factor: float = 0.5):
+    lr_factor(0, total, schedule, warmup, decay_every, decay_factor)  # validates the name
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, schedule, warmup, decay_every, decay_factor))

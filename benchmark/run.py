@@ -1,0 +1,134 @@
+"""``python -m benchmark run``: pretrain the chosen method, evaluate it, write result.json.
+
+Data flows one way: dataset -> sampler/views -> encoder -> method loss -> optimizer; then
+the frozen or fine-tuned encoder -> evaluation -> result.json (written atomically).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from benchmark.checkpoint import atomic_write_json
+from benchmark.cli_common import CONFIG_DIR, user_errors_exit
+from benchmark.data.datasets import count_skipped
+from benchmark.data.pipeline import records_for
+from benchmark.distributed import init_distributed, resolve_device
+from benchmark.trainer import MetricsLog, autocast_for, pretrain
+from encoders import build_encoder_from_config
+from methods import build_method
+
+log = logging.getLogger("benchmark.run")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def count_flops(encoder, frames: int, size: int) -> float:
+    """GFLOPs per clip by fvcore (one multiply-add counted as one FLOP, fvcore's convention)."""
+    from fvcore.nn import FlopCountAnalysis
+    was = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            fl = FlopCountAnalysis(encoder, torch.zeros(1, 3, frames, size, size, device=next(encoder.parameters()).device))
+            fl.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return fl.total() / 1e9
+    finally:
+        encoder.train(was)
+
+
+def print_summary(result: dict) -> None:
+    from tabulate import tabulate
+    rows = []
+    for e in result["evals"]:
+        per = " / ".join("-" if v is None else f"{v:.1f}" for v in e["splits"].values())
+        rows.append([e["protocol"], e["dataset"], f"{e['mean']:.1f} ± {e['std']:.1f}", per, e["test_protocol"]])
+        if e["protocol"] == "knn":
+            rows.append(["  retrieval", e["dataset"], "  ".join(f"{k} {e[k]['mean']:.1f}" for k in e if k.startswith("R@")), "", ""])
+    print(f"\n{result['method']} on {result['encoder']} ({result['params_m']:.2f}M params), run {result['run_id']}")
+    print(tabulate(rows, headers=["protocol", "data", "top-1 mean ± std", "splits 1/2/3", "test protocol"]))
+    print(f"skipped videos: {result['skipped_videos']}\n")
+
+
+def run(cfg) -> dict:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    device = resolve_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist_info = init_distributed(device)
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    seed_everything(cfg.seed + dist_info.rank)
+    skipped_log = str(run_dir / "skipped_videos.txt")
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    subset = cfg.dataset.pretrain_subset
+    pre_split = cfg.dataset.split
+    records, classes = records_for(cfg.dataset, pre_split, subset)
+    seed_everything(cfg.seed)  # identical initial weights on every rank
+    encoder = build_encoder_from_config(cfg.encoder)
+    params_m = sum(p.numel() for p in encoder.parameters()) / 1e6
+    method = build_method(cfg.method.name, encoder, num_classes=len(classes), cfg=cfg.method)
+    metrics = MetricsLog(run_dir, dist_info.is_main)
+    pre = None
+    if cfg.method.name != "random":
+        pre = pretrain(cfg, method, records, run_dir, device, dist_info, skipped_log, metrics)
+    encoder = method.encoder
+    result = None
+    if dist_info.is_main:
+        from evaluation import evaluate
+        evals = evaluate(cfg, encoder, device, autocast_for(device, cfg.trainer.precision), run_dir, skipped_log,
+                         cfg.trainer.progress)
+        result = {
+            "run_id": run_dir.name, "created": created, "git_commit": git_commit(),
+            "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
+            "params_reported_m": cfg.encoder.get("params_reported_m"),
+            "gflops_per_clip": round(count_flops(encoder, cfg.encoder.frames, cfg.encoder.size), 3),
+            "input": {"frames": cfg.encoder.frames, "size": cfg.encoder.size},
+            "experiment": cfg.get("experiment_name"),
+            "pretrain": {"dataset": cfg.dataset.name, "split": pre_split, "subset": subset,
+                         "steps": pre.steps if pre else 0, "batch_size": cfg.trainer.batch_size if pre else 0,
+                         "world_size": dist_info.world_size, "clips_seen": pre.clips_seen if pre else 0,
+                         "seconds": round(pre.seconds, 1) if pre else 0.0,
+                         "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
+                         "device": str(device)},
+            "evals": evals,
+            "skipped_videos": count_skipped(skipped_log),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        atomic_write_json(run_dir / "result.json", result)
+        print_summary(result)
+    metrics.close()
+    if dist_info.world_size > 1:
+        torch.distributed.barrier()
+    return result
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="run", version_base="1.3")
+@user_errors_exit
+def main(cfg) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    sys.argv[0] = "benchmark run"
+    main()

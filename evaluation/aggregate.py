@@ -1,0 +1,28 @@
+"""Test-time aggregation: class probabilities averaged per video, and mean/std over splits."""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import torch
+
+
+def average_per_video(probs: torch.Tensor, video_index: torch.Tensor, num_videos: Optional[int] = None) -> torch.Tensor:
+    """``probs [N_clips, C]`` grouped by ``video_index [N_clips]`` -> ``[N_videos, C]`` means
+    (SlowFast / VDIM sec. 4.1: probabilities averaged over all samples of a video)."""
+    n = int(video_index.max()) + 1 if num_videos is None else num_videos
+    sums = torch.zeros(n, probs.shape[1], dtype=probs.dtype).index_add_(0, video_index, probs)
+    counts = torch.zeros(n, dtype=probs.dtype).index_add_(0, video_index, torch.ones_like(video_index, dtype=probs.dtype))
+    return sums / counts.clamp_min(1).unsqueeze(1)
+
+
+def top1(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * float((probs.argmax(1) == labels).float().mean())
+
+
+def split_summary(per_split: Dict[int, Optional[float]]) -> Dict:
+    """Per-split values, their mean and (population) standard deviation; ``None`` = not run."""
+    vals = [v for v in per_split.values() if v is not None]
+    mean = sum(vals) / len(vals) if vals else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)) if vals else None
+    return {"splits": {str(k): v for k, v in per_split.items()}, "mean": mean, "std": std}

@@ -1,0 +1,84 @@
+"""The method contract (after solo-learn): a method declares what it owns, the base does the rest.
+
+A method subclasses :class:`Method` and implements ``forward(views) -> dict`` with
+``"loss"``. It may declare ``momentum_pairs`` (``(online, target)`` modules: the base makes
+the targets, freezes them and updates them after each optimizer step with the cosine
+schedule of BYOL/MoCo) and uses :func:`gather_with_grad` for negatives across processes.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All-gather along dim 0 with gradient flowing back to each process's slice."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(x), dim=0)
+
+
+def cosine_momentum(base: float, step: int, total: int) -> float:
+    """BYOL's schedule: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, from base to 1."""
+    return 1 - (1 - base) * (math.cos(math.pi * min(step, total) / max(total, 1)) + 1) / 2
+
+
+@torch.no_grad()
+def update_momentum(online: nn.Module, target: nn.Module, tau: float) -> None:
+    for po, pt in zip(online.parameters(), target.parameters()):
+        pt.mul_(tau).add_(po.detach(), alpha=1 - tau)
+    for bo, bt in zip(online.buffers(), target.buffers()):
+        bt.copy_(bo)
+
+
+def clip_pairs(n: int, pairing: str) -> List[Tuple[int, int]]:
+    """Ordered (query, key) clip pairs: ``all`` (every ordered pair) or ``consecutive``
+    ((0,1), (1,2), ... both ways; the reference SimCLR's choice for rho > 2)."""
+    if pairing == "all":
+        return [(i, j) for i in range(n) for j in range(n) if i != j]
+    if pairing == "consecutive":
+        return [p for i in range(n - 1) for p in ((i, i + 1), (i + 1, i))]
+    from benchmark.errors import unknown_choice
+    raise unknown_choice("method.pairing", pairing, ("all", "consecutive"))
+
+
+class Method(nn.Module):
+    """Base of every method: owns the encoder, the momentum targets and the step hook."""
+
+    momentum_base: float = 0.0
+
+    def __init__(self, encoder: nn.Module, cfg):
+        super().__init__()
+        self.encoder = encoder
+        self.cfg = cfg
+        self.momentum_pairs: List[Tuple[str, str]] = []  # names of (online, target) attributes
+        self.register_buffer("tau", torch.tensor(float(self.momentum_base)))
+
+    def make_target(self, online_name: str, target_name: str) -> None:
+        target = copy.deepcopy(getattr(self, online_name))
+        for p in target.parameters():
+            p.requires_grad_(False)
+        setattr(self, target_name, target)
+        self.momentum_pairs.append((online_name, target_name))
+
+    def forward(self, views: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> Dict[str, float]:
+        """Called once after each optimizer step: moving averages, queues, schedules."""
+        if not self.momentum_pairs:
+            return {}
+        tau = cosine_momentum(self.momentum_base, step, total_steps)
+        for online, target in self.momentum_pairs:
+            update_momentum(getattr(self, online), getattr(self, target), tau)
+        self.tau.fill_(tau)
+        return {"tau": tau}
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Called after backward, before the optimizer step (e.g. SwAV's frozen prototypes)."""

@@ -1,0 +1,143 @@
+"""Self-supervised losses as plain functions on tensors, usable alone.
+
+Each is checked in ``tests/test_losses.py`` against an independent NumPy reference over
+several batch sizes, dimensions and temperatures.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SimCLR's NT-Xent (Chen et al. 2020, eq. 1), symmetric over the 2N embeddings.
+
+    Each of the 2N anchors has its pair as positive and the other 2N - 2 embeddings as
+    negatives; self-similarity is masked. Mean over the 2N anchors.
+    """
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    sim = z @ z.t() / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """MoCo's InfoNCE (He et al. 2020, eq. 1): query against its key (positive) and the queue.
+
+    ``q``, ``k``: ``[N, D]``; ``queue``: ``[K, D]`` of negatives (no gradient). All L2-normalised.
+    """
+    q, k, queue = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(queue, dim=1)
+    pos = (q * k).sum(dim=1, keepdim=True)
+    neg = q @ queue.t()
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL (Grill et al. 2020, eq. 2): ``2 - 2 cos(p, z)``, mean over the batch; ``z`` is a target."""
+    return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.Tensor:
+    """SwAV's Sinkhorn-Knopp codes (Caron et al. 2020, sec. 3.1): ``[B, K]`` scores to codes
+    whose rows sum to 1 and whose columns share the batch equally. Sums run over all
+    processes when torch.distributed is initialised."""
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized()
+    q = torch.exp((scores.float() - scores.float().max()) / eps).t()  # [K, B]
+    b = q.shape[1] * (dist.get_world_size() if distributed else 1)
+    k = q.shape[0]
+    total = q.sum()
+    if distributed:
+        dist.all_reduce(total)
+    q /= total
+    for _ in range(iters):
+        rows = q.sum(dim=1, keepdim=True)
+        if distributed:
+            dist.all_reduce(rows)
+        q /= rows * k
+        q /= q.sum(dim=0, keepdim=True) * b
+    return (q * b).t()  # [B, K], rows sum to 1
+
+
+def swav_loss(scores: Sequence[torch.Tensor], temperature: float = 0.1, eps: float = 0.05, iters: int = 3,
+              assign_from: Sequence[int] = (0, 1)) -> torch.Tensor:
+    """SwAV swapped prediction (Caron et al. 2020, eq. 1-2) over clips.
+
+    ``scores[v]``: ``[B, K]`` prototype scores of clip ``v``. Codes come from the clips in
+    ``assign_from`` and each is predicted from every other clip:
+    ``-sum_k q_s log softmax(scores_t / temperature)``, averaged over the (s, t) pairs.
+    """
+    terms = []
+    for s in assign_from:
+        q = sinkhorn(scores[s].detach(), eps, iters)
+        for t in range(len(scores)):
+            if t != s:
+                terms.append(-(q * F.log_softmax(scores[t] / temperature, dim=1)).sum(dim=1).mean())
+    return torch.stack(terms).mean()
+
+
+def tanh_clip(x: torch.Tensor, clip: float) -> torch.Tensor:
+    """AMDIM's soft clipping ``c * tanh(x / c)``."""
+    return clip * torch.tanh(x / clip)
+
+
+def _nce_chunk(a: torch.Tensor, c_all: torch.Tensor, c_own: torch.Tensor, own: torch.Tensor,
+               scale: float, clip: float):
+    """Loss sum and squared-score sum for a chunk of anchors (rows of ``a``)."""
+    raw_all = (a @ c_all) * scale  # [n, B * Nc]: every anchor against every consequent location
+    raw_pos = torch.einsum("nd,ndm->nm", a, c_own) * scale  # [n, Nc]: its own clip's locations
+    s_all, s_pos = tanh_clip(raw_all, clip), tanh_clip(raw_pos, clip)
+    b_nc = c_all.shape[1]
+    nc = c_own.shape[2]
+    # negatives: all locations of all *other* clips (eq. 3)
+    mask = torch.zeros_like(s_all, dtype=torch.bool)
+    cols = own[:, None] * nc + torch.arange(nc, device=a.device)[None]
+    mask.scatter_(1, cols, True)
+    neg_lse = torch.logsumexp(s_all.masked_fill(mask, float("-inf")), dim=1, keepdim=True) if b_nc > nc \
+        else torch.full_like(s_pos[:, :1], float("-inf"))
+    # -log( e^{s+} / (e^{s+} + sum_neg e^{s-}) ) = softplus(lse_neg - s+)
+    loss = F.softplus(neg_lse - s_pos).sum()
+    return loss, (raw_all ** 2).sum()
+
+
+def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 20.0, reg: float = 0.05,
+             chunk: int = 4096) -> torch.Tensor:
+    """VDIM's infoNCE over all local-location pairs (paper eq. 3-4) with AMDIM's scores.
+
+    ``antecedent``: ``[B, D, Na]`` (phi_j of view 1 at Na locations); ``consequent``:
+    ``[B, D, Nc]`` (phi_j' of view 2). For every clip b and location pair (i, i'), the
+    score ``s = c * tanh(a_bi . c_bi' / sqrt(D) / c)`` of the positive is contrasted with
+    the positive plus every location of every other clip in the batch. Returns the mean
+    over the B * Na * Nc positive pairs plus ``reg * mean(raw score^2)`` (AMDIM).
+
+    Anchors are processed in chunks under activation checkpointing, so memory grows with
+    ``chunk x B x Nc``: linearly in the number of locations, not with ``(B Na)(B Nc)``.
+    """
+    b, d, na = antecedent.shape
+    nc = consequent.shape[2]
+    scale = 1.0 / math.sqrt(d)
+    a = antecedent.permute(0, 2, 1).reshape(b * na, d)
+    own = torch.arange(b, device=a.device).repeat_interleave(na)
+    c_all = consequent.permute(1, 0, 2).reshape(d, b * nc)
+    rows = max(1, chunk // max(1, nc))
+    loss_sum = a.new_zeros(())
+    sq_sum = a.new_zeros(())
+    for start in range(0, b * na, rows):
+        sl = slice(start, start + rows)
+        args = (a[sl], c_all, consequent[own[sl]], own[sl])
+        if torch.is_grad_enabled() and a.requires_grad and b * na > rows:
+            l, s = checkpoint(_nce_chunk, *args, scale, clip, use_reentrant=False)
+        else:
+            l, s = _nce_chunk(*args, scale, clip)
+        loss_sum = loss_sum + l
+        sq_sum = sq_sum + s
+    return loss_sum / (b * na * nc) + reg * sq_sum / (b * na * b * nc)

@@ -1,0 +1,26 @@
+"""rho-BYOL (Feichtenhofer et al. 2021, eq. 2; Grill et al. 2020): online projector and
+predictor regress the momentum target's projection of every other clip of the video."""
+from __future__ import annotations
+
+import torch
+
+from methods.base import clip_pairs
+from methods.heads import MLPHead
+from methods.losses import byol_loss
+from methods.rho_common import RhoMethod
+
+
+class RhoBYOL(RhoMethod):
+    def __init__(self, encoder, cfg):
+        self.momentum_base = cfg.momentum
+        super().__init__(encoder, cfg)
+        self.predictor = MLPHead(cfg.out_dim, cfg.predictor_hidden_dim, cfg.out_dim, 2, cfg.mlp_bn)
+        self.make_target("encoder", "target_encoder")
+        self.make_target("projector", "target_projector")
+
+    def forward(self, views, labels=None):
+        p = [self.predictor(z) for z in self.embed(views)]
+        with torch.no_grad():
+            t = self.embed(views, self.target_encoder, self.target_projector)
+        loss = torch.stack([byol_loss(p[i], t[j]) for i, j in clip_pairs(len(p), self.cfg.pairing)]).mean()
+        return {"loss": loss}

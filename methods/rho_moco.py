@@ -1,0 +1,49 @@
+"""rho-MoCo (Feichtenhofer et al. 2021; MoCo v2 heads): each query clip against every other
+clip's momentum key plus a queue of past keys; every clip's key is enqueued."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from methods.base import clip_pairs
+from methods.losses import info_nce
+from methods.rho_common import RhoMethod
+
+
+class RhoMoCo(RhoMethod):
+    def __init__(self, encoder, cfg):
+        self.momentum_base = cfg.momentum
+        super().__init__(encoder, cfg)
+        self.make_target("encoder", "target_encoder")
+        self.make_target("projector", "target_projector")
+        self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.out_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._pending = None
+
+    def forward(self, views, labels=None):
+        q = self.embed(views)
+        with torch.no_grad():
+            k = [F.normalize(x, dim=1) for x in self.embed(views, self.target_encoder, self.target_projector)]
+        losses = [info_nce(q[i], k[j], self.queue.clone().detach(), self.cfg.temperature)
+                  for i, j in clip_pairs(len(q), self.cfg.pairing)]
+        self._pending = torch.cat(k)
+        return {"loss": torch.stack(losses).mean()}
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        if dist.is_available() and dist.is_initialized():
+            out = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
+            dist.all_gather(out, keys)
+            keys = torch.cat(out)
+        n, size = keys.shape[0], self.queue.shape[0]
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
+        self.queue[idx] = keys[-size:] if n > size else keys
+        self.queue_ptr.fill_(int((self.queue_ptr + n) % size))
+
+    def after_optimizer_step(self, step, total_steps):
+        logs = super().after_optimizer_step(step, total_steps)
+        if self._pending is not None:
+            self.enqueue(self._pending)
+            self._pending = None
+        return logs

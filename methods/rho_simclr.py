@@ -1,0 +1,17 @@
+"""rho-SimCLR: NT-Xent between clips of one video (Feichtenhofer et al. 2021, eq. 1), with
+embeddings all-gathered with gradient across processes; temperature 0.1, 3-layer MLP."""
+from __future__ import annotations
+
+import torch
+
+from methods.base import clip_pairs, gather_with_grad
+from methods.losses import nt_xent
+from methods.rho_common import RhoMethod
+
+
+class RhoSimCLR(RhoMethod):
+    def forward(self, views, labels=None):
+        z = [gather_with_grad(x) for x in self.embed(views)]
+        pairs = [(i, j) for i, j in clip_pairs(len(z), self.cfg.pairing) if i < j]
+        loss = torch.stack([nt_xent(z[i], z[j], self.cfg.temperature) for i, j in pairs]).mean()
+        return {"loss": loss}
