@@ -41,7 +41,7 @@ def check_group_choices(args: list[str]) -> str | None:
             key = key[len("override "):]
         if key not in CONFIG_GROUPS or value in ("", "null"):
             continue
-        choices = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        choices = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml") if not p.stem.startswith("_"))
         for v in value.split(","):
             if v and v not in choices:
                 return f"unknown {key} '{v}'; valid choices: {', '.join(choices)}"

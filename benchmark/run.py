@@ -79,6 +79,8 @@ def run(cfg) -> dict:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     seed_everything(cfg.seed + dist_info.rank)
+    from evaluation import check_eval_dataset
+    check_eval_dataset(cfg)
     skipped_log = str(run_dir / "skipped_videos.txt")
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     subset = cfg.dataset.pretrain_subset

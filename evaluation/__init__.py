@@ -20,12 +20,21 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("linear", "finetune", "knn")
 
 
+def check_eval_dataset(cfg) -> None:
+    """Evaluation on a dataset other than the pretraining one is not implemented yet: say so early."""
+    if cfg.eval.dataset not in (None, cfg.dataset.name):
+        raise UserError(f"eval.dataset={cfg.eval.dataset} (other than the pretraining dataset "
+                        f"'{cfg.dataset.name}') is not implemented yet; pretrain and evaluate on one dataset, "
+                        f"or run the evaluation separately with dataset={cfg.eval.dataset}")
+
+
 def evaluate(cfg, encoder, device, precision_ctx, run_dir: Path, skipped_log: str, progress: bool = True) -> List[Dict]:
     ev = cfg.eval
     bad = [p for p in ev.protocols if p not in PROTOCOLS]
     if bad:
         raise UserError(f"unknown eval protocol '{bad[0]}'; valid choices: {', '.join(PROTOCOLS)}")
     ds_cfg = cfg.dataset
+    check_eval_dataset(cfg)
     splits = {s: (records_for(ds_cfg, s, "train")[0], records_for(ds_cfg, s, "test")) for s in ev.splits}
     classes = next(iter(splits.values()))[1][1]
     protocol_text = f"{ev.clips_per_video} clips x {ev.spatial_crops} crops"
