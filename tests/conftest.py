@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TINY = {"version": 2, "classes": 4, "groups": 10, "clips_per_group": 1, "min_frames": 12, "max_frames": 40,
+        "size": 32, "fps": 8, "seed": 3}
+TINY_OVERRIDES = ["dataset.classes=4", "dataset.clips_per_group=1", "dataset.min_frames=12", "dataset.max_frames=40",
+                  "dataset.size=32", "dataset.fps=8", "dataset.seed=3"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cache")
+    os.environ["VDIM_BENCH_CACHE"] = str(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    from benchmark.data.synthetic import write_synthetic
+    return write_synthetic(tmp_path_factory.mktemp("data") / "tiny", TINY, progress=False)
+
+
+def compose_run(overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from benchmark.cli_common import CONFIG_DIR
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("run", overrides=overrides)

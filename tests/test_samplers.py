@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from benchmark.data import samplers
+from benchmark.errors import UserError
+
+
+def test_disjoint_views_split_window_one_third_two_thirds():
+    # offset = F with factors (1, 2): view 1 gets the first 1/3 of the window, view 2 the rest
+    assert samplers.vdim_window_length(32, 32, [1, 2]) == 96
+    v1, v2 = samplers.vdim_view_indices(1000, 32, 32, [1, 2], np.random.default_rng(0))
+    start = v1[0]
+    assert np.array_equal(v1, start + np.arange(32))
+    assert np.array_equal(v2, start + 32 + 2 * np.arange(32))
+    assert len(v1) == len(v2) == 32
+
+
+def test_overlapping_views_offset_zero():
+    v1, v2 = samplers.vdim_view_indices(500, 16, 0, [1, 2], np.random.default_rng(1))
+    assert v1[0] == v2[0] and v2[-1] - v2[0] == 30 and len(v1) == len(v2) == 16
+
+
+def test_window_drawn_with_stride_one_covers_all_starts():
+    starts = {samplers.vdim_view_indices(40, 8, 0, [1, 1], np.random.default_rng(s))[0][0] for s in range(400)}
+    assert starts == set(range(0, 40 - 8 + 1))
+
+
+def test_short_video_pads_with_last_frame():
+    v1, v2 = samplers.vdim_view_indices(20, 16, 16, [1, 2], np.random.default_rng(0))
+    assert v1[0] == 0 and v2.max() == 19 and (v2 == 19).sum() > 1
+
+
+@pytest.mark.parametrize("frames,offset,ds", [(0, 0, [1, 2]), (16, -1, [1, 2]), (16, 0, [0, 2]), (16, 0, [1])])
+def test_impossible_views_raise(frames, offset, ds):
+    with pytest.raises(UserError):
+        samplers.vdim_window_length(frames, offset, ds)
+
+
+def test_kview_offsets():
+    views = samplers.kview_indices(1000, 32, 4)
+    assert [v[0] for v in views] == [0, 32, 64, 96]
+
+
+def test_rho_clips_independent_uniform_starts_and_stride():
+    rng = np.random.default_rng(0)
+    clips = samplers.rho_clip_indices(300, 4, 8, 8, rng)
+    assert len(clips) == 4 and all(np.all(np.diff(c) == 8) for c in clips)
+    starts = [samplers.rho_clip_indices(100, 2, 8, 2, np.random.default_rng(s))[1][0] for s in range(300)]
+    assert min(starts) == 0 and max(starts) == 100 - 15
+
+
+def test_rho_max_distance():
+    for s in range(50):
+        a, b = samplers.rho_clip_indices(500, 2, 8, 1, np.random.default_rng(s), max_distance=10)
+        assert abs(int(a[0]) - int(b[0])) <= 10

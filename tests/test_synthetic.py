@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from benchmark.data.decode import decode_frames, probe
+from benchmark.data.splits import groups_of, hmdb51_split, ucf101_split
+
+
+def test_layout_splits_and_decodability(tiny_dataset):
+    root = Path(tiny_dataset)
+    lists = root / "ucfTrainTestlist"
+    assert (lists / "classInd.txt").exists()
+    for s in (1, 2, 3):
+        train, classes = ucf101_split(root / "UCF-101", lists, s, "train")
+        test, _ = ucf101_split(root / "UCF-101", lists, s, "test")
+        assert len(classes) == 4 and train and test
+        assert set(groups_of(train)).isdisjoint(groups_of(test))  # groups never cross within a split
+        htrain, hclasses = hmdb51_split(root / "hmdb51", root / "hmdb51" / "testTrainMulti_7030_splits", s, "train")
+        assert len(hclasses) == 4 and htrain
+    lengths = []
+    for p in sorted((root / "UCF-101").glob("*/*.avi")):
+        n, fps = probe(str(p))
+        lengths.append(n)
+        frames = decode_frames(str(p), [0, n - 1, n + 5])
+        assert frames.shape == (3, 32, 32, 3)
+        assert (frames[1] == frames[2]).all()  # past the end repeats the last frame
+    assert min(lengths) < 32 <= max(lengths)
+
+
+def test_motion_not_appearance_decides_class(tiny_dataset):
+    # consecutive frames of every video differ (something moves)
+    for p in sorted((Path(tiny_dataset) / "UCF-101").glob("*/*.avi"))[:8]:
+        f = decode_frames(str(p), [0, 4]).float()
+        assert (f[0] - f[1]).abs().mean() > 0.5
