@@ -80,7 +80,10 @@ def run(cfg) -> dict:
         torch.set_num_threads(cfg.trainer.threads)
     seed_everything(cfg.seed + dist_info.rank)
     from evaluation import check_eval_dataset
-    check_eval_dataset(cfg)
+    from benchmark.data.pipeline import eval_sampler, train_sampler
+    check_eval_dataset(cfg)  # bad settings fail here, before any data is written or read
+    train_sampler(cfg.method, cfg.encoder)
+    eval_sampler(cfg.encoder, cfg.eval.clips_per_video, cfg.eval.spatial_crops, cfg.eval.frame_stride)
     skipped_log = str(run_dir / "skipped_videos.txt")
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     subset = cfg.dataset.pretrain_subset

@@ -1,0 +1,128 @@
+"""The real CLI, in subprocesses: bad input gets one clear line and a non-zero exit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY_OVERRIDES
+
+FAST = ["encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", "method.head_dim=32", "trainer.batch_size=2",
+        "trainer.num_workers=0", "trainer.progress=false", "eval.protocols=[knn]", "eval.splits=[1]",
+        "eval.clips_per_video=1"] + TINY_OVERRIDES
+
+
+def cli(args, tmp_path, env=None, **kw):
+    e = {**os.environ, "VDIM_BENCH_CACHE": str(tmp_path / "cache"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=tmp_path, env=e, capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def one_line_error(p):
+    assert p.returncode != 0
+    lines = [ln for ln in p.stderr.strip().split("\n") if ln.strip() and "warn" not in ln.lower()]
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["run", "method=nope"], "unknown method 'nope'; valid choices: random, rho_byol"),
+    (["run", "encoder=resnet"], "unknown encoder 'resnet'; valid choices: r2plus1d_r18"),
+    (["run", "dataset=ucf101", "dataset.root=/does/not/exist"], "dataset root not found: /does/not/exist"),
+    (["run", "dataset=ucf101"], "dataset 'ucf101' needs dataset.root="),
+    (["frobnicate"], "unknown subcommand 'frobnicate'"),
+])
+def test_bad_input_messages(args, expect, tmp_path):
+    assert expect in one_line_error(cli(args, tmp_path))
+
+
+def test_missing_split_file_and_bad_clip_length(tmp_path):
+    root = tmp_path / "ucf"
+    (root / "UCF-101").mkdir(parents=True)
+    (root / "ucfTrainTestlist").mkdir()
+    (root / "ucfTrainTestlist" / "classInd.txt").write_text("1 A\n")
+    line = one_line_error(cli(["run", "dataset=ucf101", f"dataset.root={root}"], tmp_path))
+    assert "trainlist01.txt" in line
+    line = one_line_error(cli(["run", "method.views.downsample=[1,0]", *FAST], tmp_path))
+    assert "bad downsampling" in line
+    line = one_line_error(cli(["run", "method.views.frames=8", *FAST], tmp_path))
+    assert "bad clip length" in line
+
+
+def test_help_lists_subcommands(tmp_path):
+    p = cli(["--help"], tmp_path)
+    assert p.returncode == 0 and all(s in p.stdout for s in ("run", "compare", "info", "data", "perf"))
+    assert cli(["run", "--help"], tmp_path).returncode == 0
+    assert cli(["compare", "--help"], tmp_path).returncode == 0
+
+
+def test_cfg_job_shows_defaults(tmp_path):
+    p = cli(["run", "--cfg", "job"], tmp_path)
+    assert p.returncode == 0 and "precision: bf16" in p.stdout and "protocols:" in p.stdout
+
+
+def test_corrupt_video_is_skipped_and_counted(tmp_path, tiny_dataset):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    bad = sorted((root / "UCF-101").glob("*/*.avi"))[0]
+    bad.write_bytes(b"not a video at all")
+    p = cli(["run", f"dataset.root={root}", "trainer.steps=3", f"results_dir={tmp_path / 'runs'}", *FAST], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
+    assert result["skipped_videos"] == 1
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_final_loss(tmp_path, tiny_dataset):
+    common = [f"dataset.root={tiny_dataset}", "trainer.steps=8", "trainer.checkpoint_every=2", "trainer.log_every=1",
+              "eval.protocols=[knn]", *FAST]
+    straight = cli(["run", f"results_dir={tmp_path / 'a'}", *common], tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    want = json.loads(next((tmp_path / "a").glob("*/result.json")).read_text())["pretrain"]["final_loss"]
+    env = {**os.environ, "VDIM_BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "run", f"results_dir={tmp_path / 'b'}", *common],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "b").glob("*/checkpoints/last.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "b").glob("*/result.json")), "run finished before it could be killed"
+    time.sleep(1.1)  # a new run id (time-stamped to the second)
+    resumed = cli(["run", f"results_dir={tmp_path / 'b'}", "trainer.resume=auto", *common], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = json.loads(next((tmp_path / "b").glob("*/result.json")).read_text())["pretrain"]["final_loss"]
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
+    runs = tmp_path / "runs"
+    for method in ("vdim", "random"):
+        p = cli(["run", f"method={method}", f"dataset.root={tiny_dataset}", "trainer.steps=4",
+                 f"results_dir={runs}", *[a for a in FAST[:-3] if method == "vdim" or not a.startswith("method.")], "eval.protocols=[linear,knn]", "eval.linear.epochs=5",
+                 "eval.clips_per_video=2"], tmp_path)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert "top-1 mean" in p.stdout
+    results = [json.loads(r.read_text()) for r in runs.glob("*/result.json")]
+    assert {r["method"] for r in results} == {"vdim", "random"}
+    for r in results:
+        ev = {e["protocol"]: e for e in r["evals"]}
+        assert set(ev["linear"]["splits"]) == {"1", "2", "3"}
+        assert 0 <= ev["linear"]["mean"] <= 100 and ev["knn"]["R@1"]["mean"] is not None
+        assert r["params_m"] > 0 and r["gflops_per_clip"] > 0
+    out = tmp_path / "cmp.md"
+    p = cli(["compare", "--results", str(runs), "--out", str(out), "--plot", str(tmp_path / "cmp.png")], tmp_path)
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert "VDIM Table 2" not in text or "reference only" in text
+    assert "measured on synthetic" in text and "vdim" in text and "random" in text
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    j = cli(["compare", "--results", str(runs), "--format", "json"], tmp_path)
+    assert json.loads(j.stdout)

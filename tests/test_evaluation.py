@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from evaluation.aggregate import average_per_video, split_summary
+from evaluation.features import cached_features
+from evaluation.knn_retrieval import knn_retrieval
+
+
+def test_per_video_averaging_hand_built():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7], [0.35, 0.65]])
+    vid = torch.tensor([0, 0, 1, 1, 1])
+    avg = average_per_video(probs, vid)
+    assert torch.allclose(avg, torch.tensor([[0.55, 0.45], [0.35, 0.65]]))
+
+
+def test_split_mean_std():
+    s = split_summary({1: 70.0, 2: 80.0, 3: 90.0})
+    assert s["mean"] == pytest.approx(80.0) and s["std"] == pytest.approx((200 / 3) ** 0.5)
+    assert split_summary({1: 50.0, 2: None})["mean"] == 50.0
+
+
+def test_retrieval_on_constructed_neighbours():
+    train = torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0]])
+    ty = torch.tensor([0, 1, 2, 3])
+    test = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.7, -0.6]])
+    qy = torch.tensor([0, 2, 3])  # 2nd query's nearest is class 1, class 2 is 3rd/4th; 3rd: class 0 then 3
+    r = knn_retrieval(train, ty, test, qy, recall_at=(1, 2, 4), k=1)
+    assert r["R@1"] == pytest.approx(100 / 3)
+    assert r["R@2"] == pytest.approx(200 / 3)
+    assert r["R@4"] == pytest.approx(100.0)
+    assert r["top1"] == pytest.approx(100 / 3)
+
+
+def test_feature_cache_reused_and_invalidated_by_new_weights(tmp_path):
+    calls = []
+
+    class Enc(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            calls.append(1)
+            return {"global": x.mean(dim=(2, 3, 4)) * self.w}
+
+    from benchmark.data.splits import VideoRecord
+    from pathlib import Path
+    from benchmark.data.synthetic import write_synthetic
+    root = write_synthetic(tmp_path / "d", {"version": 2, "classes": 2, "groups": 10, "clips_per_group": 1,
+                                            "min_frames": 12, "max_frames": 14, "size": 32, "fps": 8, "seed": 0},
+                           progress=False)
+    records = [VideoRecord(str(p), 0) for p in sorted(Path(root, "UCF-101").glob("*/*.avi"))[:3]]
+    import numpy as np
+    index_fn = lambda n, rng: [np.arange(4)]  # noqa: E731
+    view_fn = lambda fr, k: fr.permute(3, 0, 1, 2).float()  # noqa: E731
+    kw = dict(index_fn=index_fn, view_fn=view_fn, device=torch.device("cpu"), batch_size=2, num_workers=0,
+              skipped_log=None, precision_ctx=torch.no_grad(), progress=False)
+    enc = Enc()
+    a = cached_features(tmp_path / "c", {"k": 1}, enc, records, **kw)
+    n = len(calls)
+    b = cached_features(tmp_path / "c", {"k": 1}, enc, records, **kw)
+    assert len(calls) == n and torch.equal(a["features"], b["features"])  # reused
+    with torch.no_grad():
+        enc.w.mul_(2)
+    c = cached_features(tmp_path / "c", {"k": 1}, enc, records, **kw)
+    assert len(calls) > n and torch.allclose(c["features"], 2 * a["features"])  # invalidated

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from encoders import build_encoder
+from methods import build_method
+from methods.base import cosine_momentum
+
+TINY = dict(ndf=8, n_1x1=0, head_dim=32)
+SMALL_HEADS = {"hidden_dim": 64, "out_dim": 32, "predictor_hidden_dim": 64}
+OVERRIDES = {"vdim": {"head_dim": 32}, "rho_simclr": SMALL_HEADS, "rho_moco": {**SMALL_HEADS, "queue_size": 40},
+             "rho_byol": SMALL_HEADS, "rho_swav": {**SMALL_HEADS, "prototypes": 16}, "supervised": {}}
+
+
+def _make(name):
+    torch.manual_seed(0)
+    enc = build_encoder("vdim_small", **TINY)
+    return build_method(name, enc, num_classes=4, **OVERRIDES[name])
+
+
+def _views(n=2, b=4):
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(b, 3, 16, 64, 64, generator=g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", list(OVERRIDES))
+def test_loss_falls_over_20_steps_on_a_fixed_batch(name):
+    m = _make(name)
+    views, labels = _views(), torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for step in range(20):
+        out = m(views, labels)
+        assert torch.isfinite(out["loss"])
+        opt.zero_grad()
+        out["loss"].backward()
+        m.before_optimizer_step(step)
+        opt.step()
+        m.after_optimizer_step(step + 1, 20)
+        losses.append(out["loss"].item())
+    assert min(losses[-3:]) < losses[0]
+
+
+def test_momentum_target_follows_cosine_schedule():
+    m = _make("rho_byol")
+    online, target = m.projector[0].weight, m.target_projector[0].weight
+    with torch.no_grad():
+        online.add_(1.0)
+    before = target.clone()
+    logs = m.after_optimizer_step(5, 10)
+    tau = cosine_momentum(m.cfg.momentum, 5, 10)
+    assert logs["tau"] == pytest.approx(tau)
+    assert torch.allclose(target, tau * before + (1 - tau) * online)
+    assert cosine_momentum(0.996, 0, 10) == pytest.approx(0.996) and cosine_momentum(0.996, 10, 10) == pytest.approx(1.0)
+
+
+def test_moco_queue_fills_and_wraps():
+    m = _make("rho_moco")  # queue 40, 2 clips x 4 = 8 keys per step
+    for step in range(6):
+        m(_views(), None)
+        m.after_optimizer_step(step + 1, 10)
+    assert int(m.queue_ptr) == (6 * 8) % 40
+    assert torch.allclose(m.queue.norm(dim=1), torch.ones(40), atol=1e-5)
+
+
+def test_swav_prototypes_normalised_and_frozen():
+    m = _make("rho_swav")
+    m.cfg.freeze_prototypes_steps = 5
+    out = m(_views(), None)
+    out["loss"].backward()
+    m.before_optimizer_step(0)
+    assert m.prototypes.weight.grad is None
+    assert torch.allclose(m.prototypes.weight.norm(dim=1), torch.ones(16), atol=1e-5)
+
+
+def test_vdim_temporal_difference_on_block8_fails_clearly():
+    from benchmark.errors import UserError
+    enc = build_encoder("vdim_small", **TINY)
+    with pytest.raises(UserError, match="temporal_difference"):
+        build_method("vdim", enc, head_dim=32, temporal_difference=True)
+    out = build_method("vdim", build_encoder("vdim_small", **TINY), head_dim=32, temporal_difference=True,
+                       consequent=["block6"], symmetric=False)(_views(), None)
+    assert torch.isfinite(out["loss"])
+
+
+def test_unknown_method():
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="valid choices"):
+        build_method("nope", build_encoder("vdim_small", **TINY))
