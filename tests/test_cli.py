@@ -11,9 +11,9 @@ import pytest
 
 from conftest import ROOT, TINY_OVERRIDES
 
-FAST = ["encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", "method.head_dim=32", "trainer.batch_size=2",
-        "trainer.num_workers=0", "trainer.progress=false", "eval.protocols=[knn]", "eval.splits=[1]",
-        "eval.clips_per_video=1"] + TINY_OVERRIDES
+BASE = ["encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", "method.head_dim=32", "trainer.batch_size=2",
+        "trainer.num_workers=0", "trainer.progress=false"] + TINY_OVERRIDES
+FAST = BASE + ["eval.protocols=[knn]", "eval.splits=[1]", "eval.clips_per_video=1"]
 
 
 def cli(args, tmp_path, env=None, **kw):
@@ -106,7 +106,7 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
     runs = tmp_path / "runs"
     for method in ("vdim", "random"):
         p = cli(["run", f"method={method}", f"dataset.root={tiny_dataset}", "trainer.steps=4",
-                 f"results_dir={runs}", *[a for a in FAST[:-3] if method == "vdim" or not a.startswith("method.")], "eval.protocols=[linear,knn]", "eval.linear.epochs=5",
+                 f"results_dir={runs}", *[a for a in BASE if method == "vdim" or not a.startswith("method.")], "eval.protocols=[linear,knn]", "eval.linear.epochs=5",
                  "eval.clips_per_video=2"], tmp_path)
         assert p.returncode == 0, p.stderr[-2000:]
         assert "top-1 mean" in p.stdout

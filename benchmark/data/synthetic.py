@@ -238,11 +238,15 @@ def ensure_synthetic(cfg, progress: bool = True) -> Path:
     base = Path(cfg.root) if cfg.get("root") else Path(cfg.get("cache_dir") or default_cache_dir())
     root = base if cfg.get("root") else base / ("synthetic_" + "_".join(str(v) for v in spec.values()))
     marker = root / "spec.json"
-    if marker.exists() and json.loads(marker.read_text()) == spec:
+    if cfg.get("root"):
+        # a user-given folder is read as it is, never rewritten
+        if marker.exists():
+            return root
+        if root.exists() and any(root.iterdir()):
+            from benchmark.errors import UserError
+            raise UserError(f"dataset.root {root} exists and is not a synthetic dataset (no spec.json)")
+    elif marker.exists() and json.loads(marker.read_text()) == spec:
         return root
-    if cfg.get("root") and root.exists() and any(root.iterdir()) and not marker.exists():
-        from benchmark.errors import UserError
-        raise UserError(f"dataset.root {root} exists and is not a synthetic dataset (no spec.json)")
     import fcntl
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:  # several processes: one writer
