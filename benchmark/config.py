@@ -256,7 +256,7 @@ class PerfConfig:
     batch_size: int = 8
     repeats: int = 3
     workers: List[int] = field(default_factory=lambda: [0, 2])
-    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
+    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "scaling"])
     paper_resolution: bool = True
 
 

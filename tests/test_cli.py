@@ -126,3 +126,15 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
     assert (tmp_path / "cmp.png").stat().st_size > 1000
     j = cli(["compare", "--results", str(runs), "--format", "json"], tmp_path)
     assert json.loads(j.stdout)
+
+
+@pytest.mark.slow
+def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
+    p = cli(["perf", "sections=[train,efficiency,scaling]", "batch_size=2", "repeats=1", "workers=[0]",
+             "encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", f"results_dir={tmp_path / 'perf'}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(next((tmp_path / "perf").glob("*/perf.json")).read_text())
+    sections = {r["section"] for r in report["rows"]}
+    assert sections == {"train", "efficiency", "scaling"} and report["device"]
+    assert all(r["clips_per_s"] > 0 for r in report["rows"] if "clips_per_s" in r)
+    assert all(0 < r["fraction_of_peak"] for r in report["rows"] if r["section"] == "efficiency")
