@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from benchmark.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.data import samplers
-from benchmark.data.augment import build_clip_augment, build_eval_transform, to_model_input
+from benchmark.data.augment import build_clip_augment, build_eval_transform
 from benchmark.data.datasets import PretrainStream, VideoClipsDataset, collate_skip_none
+from benchmark.data.pipeline import augmented_view
 from benchmark.errors import unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
 from evaluation.aggregate import average_per_video, top1
@@ -50,10 +51,6 @@ class ClipClassifier(nn.Module):
         return self.head(g.float())
 
 
-def _train_view(augment, color, frames, k):
-    return to_model_input(augment(frames.permute(0, 3, 1, 2)), color)
-
-
 def finetune_split(encoder, ft, aug_cfg, train_records, test_records, num_classes: int, frames: int, size: int,
                    clips_per_video: int, device, precision_ctx, out_dir: Path, seed: int, resume: bool,
                    num_workers: int = 0, progress: bool = True, skipped_log=None) -> float:
@@ -72,7 +69,7 @@ def finetune_split(encoder, ft, aug_cfg, train_records, test_records, num_classe
         sched.load_state_dict(state["scheduler"]); start = int(state["step"])
     aug = copy.deepcopy(aug_cfg)
     aug.color = ft.color
-    view_fn = partial(_train_view, build_clip_augment(aug, size), ft.color)
+    view_fn = partial(augmented_view, build_clip_augment(aug, size), ft.color)
 
     def train_index(n, rng):  # K consecutive views from a random start (sec. 4.1)
         span = frames * views
@@ -100,8 +97,7 @@ def finetune_split(encoder, ft, aug_cfg, train_records, test_records, num_classe
         starts = np.linspace(0, max(n - span, 0), clips_per_video).round().astype(int)
         return [v for s in starts for v in samplers.kview_indices(n, frames, views, 1, int(s))]
 
-    ds = VideoClipsDataset(test_records, test_index, lambda fr, k: to_model_input(tf(fr.permute(0, 3, 1, 2)), ft.color),
-                           skipped_log)
+    ds = VideoClipsDataset(test_records, test_index, partial(augmented_view, tf, ft.color), skipped_log)
     model.eval()
     probs, vids, labels = [], [], torch.tensor([r.label for r in test_records])
     with torch.no_grad():

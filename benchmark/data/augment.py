@@ -33,12 +33,17 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([L, a, b], dim=-3)
 
 
+def scaled_lab(clip: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] to Lab scaled to about [-1, 1] per channel."""
+    lab = rgb_to_lab(clip)
+    return (lab - torch.tensor([50.0, 0.0, 0.0]).view(3, 1, 1)) / torch.tensor([50.0, 110.0, 110.0]).view(3, 1, 1)
+
+
 class LabDropout(torch.nn.Module):
     """RGB -> Lab, then one of the three channels set to zero (scaled to about [-1, 1])."""
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:  # [T, 3, H, W] float in [0, 1]
-        lab = rgb_to_lab(clip)
-        lab = (lab - torch.tensor([50.0, 0.0, 0.0]).view(3, 1, 1)) / torch.tensor([50.0, 110.0, 110.0]).view(3, 1, 1)
+        lab = scaled_lab(clip)
         drop = int(torch.randint(0, 3, ()))
         lab[:, drop] = 0
         return lab
@@ -80,8 +85,7 @@ class LabNoDrop(torch.nn.Module):
     """Lab conversion without dropping a channel: the test-time twin of :class:`LabDropout`."""
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        lab = rgb_to_lab(clip)
-        return (lab - torch.tensor([50.0, 0.0, 0.0]).view(3, 1, 1)) / torch.tensor([50.0, 110.0, 110.0]).view(3, 1, 1)
+        return scaled_lab(clip)
 
 
 class SpatialCrop(torch.nn.Module):

@@ -43,7 +43,8 @@ def records_for(ds, split: int, subset: str) -> Tuple[List[VideoRecord], List[st
     return records, classes
 
 
-def _augmented_view(augment, color: str, frames: torch.Tensor, k: int) -> torch.Tensor:
+def augmented_view(augment, color: str, frames: torch.Tensor, k: int = 0) -> torch.Tensor:
+    """Decoded ``uint8 [T, H, W, 3]`` frames through a clip transform to normalised ``[3, T, H, W]``."""
     return to_model_input(augment(frames.permute(0, 3, 1, 2)), color)
 
 
@@ -60,7 +61,7 @@ def train_sampler(method, encoder):
     if kind == "none":
         return None
     color = method.augment.color
-    view_fn = partial(_augmented_view, build_clip_augment(method.augment, encoder.size), color)
+    view_fn = partial(augmented_view, build_clip_augment(method.augment, encoder.size), color)
     if kind == "vdim_views":
         v = method.views
         if v.frames != encoder.frames:
