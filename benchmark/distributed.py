@@ -39,3 +39,37 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor over all processes (itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x / dist.get_world_size()
+
+
+def check_sync_bn(sync_bn: bool, device: torch.device) -> None:
+    if sync_bn and device.type != "cuda":
+        raise UserError(f"trainer.sync_bn=true needs CUDA: PyTorch's SyncBatchNorm runs only on GPU (device here: "
+                        f"{device.type}); use trainer.sync_bn=false")
+
+
+def leave_process_group(dist_info: DistInfo) -> None:
+    """After pretraining: wait for every rank (the checkpoint is complete), then leave the group.
+    Evaluation runs on rank 0 alone, so the other ranks do not sit in a barrier with a timeout."""
+    if dist_info.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def agree_on_run_dir(run_dir, dist_info: DistInfo):
+    """Rank 0's run folder for every rank. Each torchrun process resolves Hydra's time-stamped
+    run id itself, and two processes can straddle a second; the run id of rank 0 wins, so the
+    checkpoints, the skipped-video log and result.json live in one folder."""
+    if dist_info.world_size == 1:
+        return run_dir
+    shared = [str(run_dir)]
+    dist.broadcast_object_list(shared, src=0)
+    return type(run_dir)(shared[0])

@@ -23,7 +23,8 @@ from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.data.datasets import count_skipped
 from benchmark.data.pipeline import records_for
-from benchmark.distributed import init_distributed, resolve_device
+from benchmark.distributed import (agree_on_run_dir, check_sync_bn, init_distributed, leave_process_group,
+                                   resolve_device)
 from benchmark.trainer import MetricsLog, autocast_for, pretrain
 from encoders import build_encoder_from_config
 from methods import build_method
@@ -75,7 +76,9 @@ def print_summary(result: dict) -> None:
 def run(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     device = resolve_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
+    check_sync_bn(cfg.trainer.sync_bn, device)
     dist_info = init_distributed(device)
+    run_dir = agree_on_run_dir(run_dir, dist_info)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     seed_everything(cfg.seed + dist_info.rank)
@@ -97,34 +100,34 @@ def run(cfg) -> dict:
     pre = None
     if cfg.method.name != "random":
         pre = pretrain(cfg, method, records, run_dir, device, dist_info, skipped_log, metrics)
+    leave_process_group(dist_info)
+    if not dist_info.is_main:
+        metrics.close()
+        return None
     encoder = method.encoder
-    result = None
-    if dist_info.is_main:
-        from evaluation import evaluate
-        evals = evaluate(cfg, encoder, device, autocast_for(device, cfg.trainer.precision), run_dir, skipped_log,
-                         cfg.trainer.progress)
-        result = {
-            "run_id": run_dir.name, "created": created, "git_commit": git_commit(),
-            "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
-            "params_reported_m": cfg.encoder.get("params_reported_m"),
-            "gflops_per_clip": round(count_flops(encoder, cfg.encoder.frames, cfg.encoder.size), 3),
-            "input": {"frames": cfg.encoder.frames, "size": cfg.encoder.size},
-            "experiment": cfg.get("experiment_name"),
-            "pretrain": {"dataset": cfg.dataset.name, "split": pre_split, "subset": subset,
-                         "steps": pre.steps if pre else 0, "batch_size": cfg.trainer.batch_size if pre else 0,
-                         "world_size": dist_info.world_size, "clips_seen": pre.clips_seen if pre else 0,
-                         "seconds": round(pre.seconds, 1) if pre else 0.0,
-                         "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
-                         "device": str(device)},
-            "evals": evals,
-            "skipped_videos": count_skipped(skipped_log),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-        }
-        atomic_write_json(run_dir / "result.json", result)
-        print_summary(result)
+    from evaluation import evaluate
+    evals = evaluate(cfg, encoder, device, autocast_for(device, cfg.trainer.precision), run_dir, skipped_log,
+                     cfg.trainer.progress)
+    result = {
+        "run_id": run_dir.name, "created": created, "git_commit": git_commit(),
+        "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
+        "params_reported_m": cfg.encoder.get("params_reported_m"),
+        "gflops_per_clip": round(count_flops(encoder, cfg.encoder.frames, cfg.encoder.size), 3),
+        "input": {"frames": cfg.encoder.frames, "size": cfg.encoder.size},
+        "experiment": cfg.get("experiment_name"),
+        "pretrain": {"dataset": cfg.dataset.name, "split": pre_split, "subset": subset,
+                     "steps": pre.steps if pre else 0, "batch_size": cfg.trainer.batch_size if pre else 0,
+                     "world_size": dist_info.world_size, "clips_seen": pre.clips_seen if pre else 0,
+                     "seconds": round(pre.seconds, 1) if pre else 0.0,
+                     "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
+                     "device": str(device)},
+        "evals": evals,
+        "skipped_videos": count_skipped(skipped_log),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    atomic_write_json(run_dir / "result.json", result)
+    print_summary(result)
     metrics.close()
-    if dist_info.world_size > 1:
-        torch.distributed.barrier()
     return result
 
 

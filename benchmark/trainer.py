@@ -26,7 +26,7 @@ from tqdm import tqdm
 from benchmark.checkpoint import (find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from benchmark.data.datasets import PretrainStream
 from benchmark.data.pipeline import train_sampler
-from benchmark.distributed import DistInfo
+from benchmark.distributed import DistInfo, mean_over_processes
 from benchmark.errors import UserError, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
 
@@ -167,8 +167,9 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         with autocast_for(device, t.precision):
             out = model(views, labels)
         loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {step}; stopped. The last good checkpoint is "
+        reported = mean_over_processes(loss.detach().float())  # every rank stops together on NaN
+        if not torch.isfinite(reported):
+            raise TrainingDiverged(f"loss is {reported.item()} at step {step}; stopped. The last good checkpoint is "
                                    f"{ckpt_dir / 'last.pt'} (try a lower trainer.lr or trainer.precision=fp32)")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -180,7 +181,7 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         scaler.update()
         sched.step()
         extra = method.after_optimizer_step(step + 1, t.steps)
-        last_loss = float(loss.detach())
+        last_loss = float(reported)
         done = step + 1
         elapsed = time.time() - began
         rate = (done - start) * clips_per_step / max(elapsed, 1e-9)

@@ -16,6 +16,11 @@ import torch.distributed as dist
 from torch import nn
 
 
+def rank() -> int:
+    """This process's rank in torch.distributed (0 when not distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather along dim 0 with gradient flowing back to each process's slice."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

@@ -110,11 +110,15 @@ def _nce_chunk(a: torch.Tensor, c_all: torch.Tensor, c_own: torch.Tensor, own: t
 
 
 def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 20.0, reg: float = 0.05,
-             chunk: int = 4096) -> torch.Tensor:
+             chunk: int = 4096, offset: int = 0) -> torch.Tensor:
     """VDIM's infoNCE over all local-location pairs (paper eq. 3-4) with AMDIM's scores.
 
     ``antecedent``: ``[B, D, Na]`` (phi_j of view 1 at Na locations); ``consequent``:
-    ``[B, D, Nc]`` (phi_j' of view 2). For every clip b and location pair (i, i'), the
+    ``[Bc, D, Nc]`` (phi_j' of view 2), ``Bc >= B``; anchor clip b's own consequent is
+    ``consequent[offset + b]``. Under torch.distributed each process passes its local
+    anchors, the all-gathered consequents and ``offset = rank * B``: every process then
+    scores only its own anchors and the mean over processes is the loss of the whole
+    batch. For every clip b and location pair (i, i'), the
     score ``s = c * tanh(a_bi . c_bi' / sqrt(D) / c)`` of the positive is contrasted with
     the positive plus every location of every other clip in the batch. Returns the mean
     over the B * Na * Nc positive pairs plus ``reg * mean(raw score^2)`` (AMDIM).
@@ -123,11 +127,11 @@ def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 2
     ``chunk x B x Nc``: linearly in the number of locations, not with ``(B Na)(B Nc)``.
     """
     b, d, na = antecedent.shape
-    nc = consequent.shape[2]
+    bc, nc = consequent.shape[0], consequent.shape[2]
     scale = 1.0 / math.sqrt(d)
     a = antecedent.permute(0, 2, 1).reshape(b * na, d)
-    own = torch.arange(b, device=a.device).repeat_interleave(na)
-    c_all = consequent.permute(1, 0, 2).reshape(d, b * nc)
+    own = (offset + torch.arange(b, device=a.device)).repeat_interleave(na)
+    c_all = consequent.permute(1, 0, 2).reshape(d, bc * nc)
     rows = max(1, chunk // max(1, nc))
     loss_sum = a.new_zeros(())
     sq_sum = a.new_zeros(())
@@ -140,4 +144,4 @@ def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 2
             l, s = _nce_chunk(*args, scale, clip)
         loss_sum = loss_sum + l
         sq_sum = sq_sum + s
-    return loss_sum / (b * na * nc) + reg * sq_sum / (b * na * b * nc)
+    return loss_sum / (b * na * nc) + reg * sq_sum / (b * na * bc * nc)

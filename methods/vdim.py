@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from methods.base import Method, gather_with_grad
+from methods.base import Method, gather_with_grad, rank
 from methods.heads import LocalMLP
 from methods.losses import vdim_nce
 
@@ -72,11 +72,11 @@ class VDIM(Method):
         f1, f2 = self.encoder(views[0]), self.encoder(views[1])
         out: Dict[str, torch.Tensor] = {}
         total = 0.0
+        offset = rank() * views[0].shape[0]
         for j, jp in self.pairs:
-            a = self.project(f1, j, consequent=False)
-            c = gather_with_grad(self.project(f2, jp, consequent=True))
-            a = gather_with_grad(a)
-            term = vdim_nce(a.float(), c.float(), self.cfg.score_clip, self.cfg.score_reg)
+            a = self.project(f1, j, consequent=False)  # local anchors ...
+            c = gather_with_grad(self.project(f2, jp, consequent=True))  # ... against every process's clips
+            term = vdim_nce(a.float(), c.float(), self.cfg.score_clip, self.cfg.score_reg, offset=offset)
             out[f"nce_{j}_{jp}"] = term.detach()
             total = total + term
         out["loss"] = total

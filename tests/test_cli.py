@@ -1,5 +1,6 @@
 """The real CLI, in subprocesses: bad input gets one clear line and a non-zero exit."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -138,3 +139,22 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     assert sections == {"train", "efficiency", "scaling"} and report["device"]
     assert all(r["clips_per_s"] > 0 for r in report["rows"] if "clips_per_s" in r)
     assert all(0 < r["fraction_of_peak"] for r in report["rows"] if r["section"] == "efficiency")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_pretrain_and_evaluate(tmp_path, tiny_dataset):
+    """The documented multi-process command, end to end on CPU with gloo: DDP, sharded data, one result."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = ["run", "method=rho_simclr", f"dataset.root={tiny_dataset}", f"results_dir={tmp_path / 'r'}",
+            "trainer.steps=3", "trainer.checkpoint_every=2", "trainer.threads=1", "method.hidden_dim=64",
+            "method.out_dim=32", "eval.linear.epochs=2", *[a for a in FAST if not a.startswith("method.")]]
+    e = {**os.environ, "VDIM_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "benchmark", *args], cwd=tmp_path,
+                          env=e, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = list((tmp_path / "r").glob("*/result.json"))
+    assert len(results) == 1, results  # both ranks use rank 0's run folder
+    result = json.loads(results[0].read_text())
+    assert result["pretrain"]["world_size"] == 2 and result["pretrain"]["steps"] == 3
+    assert result["pretrain"]["clips_seen"] == 3 * 2 * 2 * 2  # steps x processes x batch x clips per video
+    assert math.isfinite(result["pretrain"]["final_loss"])

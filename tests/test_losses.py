@@ -78,22 +78,38 @@ def test_swav_loss(b, k, t):
     assert got == pytest.approx(np.mean(terms), rel=1e-5)
 
 
+def _vdim_nce_reference(a, c, clip, reg, anchors):
+    """Eq. 3-4 written out loop by loop for the anchor clips ``anchors`` against all of ``c``."""
+    d = a.shape[1]
+    raw = np.einsum("xdi,ydj->xiyj", a, c) / np.sqrt(d)  # [b, na, bc, nc]
+    s = clip * np.tanh(raw / clip)
+    losses = []
+    for x in anchors:
+        for i in range(a.shape[2]):
+            neg = np.concatenate([s[x, i, y] for y in range(c.shape[0]) if y != x])
+            for j in range(c.shape[2]):
+                losses.append(-s[x, i, x, j] + _lse(np.concatenate([[s[x, i, x, j]], neg])))
+    return np.mean(losses) + reg * np.mean(raw[list(anchors)] ** 2)
+
+
 @pytest.mark.parametrize("b,d,na,nc,chunk", [(2, 4, 3, 1, 4096), (3, 8, 5, 4, 4096), (4, 6, 7, 2, 3)])
 def test_vdim_nce(b, d, na, nc, chunk):
     rng = np.random.default_rng(b * na)
     a, c = rng.normal(size=(b, d, na)) * 3, rng.normal(size=(b, d, nc)) * 3
     clip, reg = 20.0, 0.05
-    raw = np.einsum("xdi,ydj->xiyj", a, c) / np.sqrt(d)  # [b, na, b, nc]
-    s = clip * np.tanh(raw / clip)
-    losses = []
-    for x in range(b):
-        for i in range(na):
-            neg = np.concatenate([s[x, i, y] for y in range(b) if y != x])
-            for j in range(nc):
-                losses.append(-s[x, i, x, j] + _lse(np.concatenate([[s[x, i, x, j]], neg])))
-    ref = np.mean(losses) + reg * np.mean(raw ** 2)
+    ref = _vdim_nce_reference(a, c, clip, reg, range(b))
     at, ct = torch.tensor(a, requires_grad=True), torch.tensor(c)
     got = vdim_nce(at, ct, clip, reg, chunk=chunk)
     assert got.item() == pytest.approx(ref, rel=1e-6)
     got.backward()
     assert torch.isfinite(at.grad).all()
+
+
+@pytest.mark.parametrize("offset,local", [(0, 2), (2, 2), (3, 3)])
+def test_vdim_nce_local_anchors_against_gathered_consequents(offset, local):
+    """One process's share under DDP: its anchors ``a[offset:offset+local]`` against all clips."""
+    rng = np.random.default_rng(offset + 7)
+    a, c = rng.normal(size=(6, 5, 4)) * 3, rng.normal(size=(6, 5, 3)) * 3
+    ref = _vdim_nce_reference(a, c, 20.0, 0.05, range(offset, offset + local))
+    got = vdim_nce(torch.tensor(a[offset:offset + local]), torch.tensor(c), 20.0, 0.05, chunk=5, offset=offset)
+    assert got.item() == pytest.approx(ref, rel=1e-6)
