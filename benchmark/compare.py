@@ -11,6 +11,7 @@ synthetic set) get a table of their own, beside ``random`` and ``supervised``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -38,6 +39,23 @@ def method_key(result: Dict) -> str:
     return f"{name}@{rho}" if name.startswith("rho_") and rho and rho != 2 else name
 
 
+VOLATILE = {"": ("seed", "run_id", "results_dir"), "trainer": ("progress", "num_workers", "threads", "resume", "device",
+                                                                "log_every", "checkpoint_every"),
+            "eval": ("cache_dir", "feature_batch_size")}
+
+
+def setting_of(result: Dict) -> str:
+    """What makes runs the same setting: the resolved config without the seed and the keys
+    that do not change the numbers (paths, workers, logging), plus the data version."""
+    cfg = json.loads(json.dumps(result.get("config", {})))
+    for section, keys in VOLATILE.items():
+        node = cfg if not section else cfg.get(section, {})
+        for k in keys:
+            node.pop(k, None)
+    cfg["data_version"] = result.get("pretrain", {}).get("data_version")
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def load_runs(results_dir: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(results_dir).glob("**/result.json")):
@@ -49,7 +67,7 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
         m = r.get("config", {}).get("method", {})
         for e in r.get("evals", []):
             rows.append({
-                "run_id": r["run_id"], "method": method_key(r), "encoder": r["encoder"], "seed": r.get("config", {}).get("seed"),
+                "run_id": r["run_id"], "setting": setting_of(r), "method": method_key(r), "encoder": r["encoder"], "seed": r.get("config", {}).get("seed"),
                 "experiment": r.get("experiment"), "pretrain_data": r["pretrain"]["dataset"],
                 "eval_data": e["dataset"], "protocol": e["protocol"], "mean": e["mean"],
                 "splits": e["splits"], "params_m": r.get("params_m"), "gflops": r.get("gflops_per_clip"),
@@ -61,8 +79,9 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def aggregate(runs: pd.DataFrame, keys=("method", "encoder", "pretrain_data", "eval_data", "protocol")) -> pd.DataFrame:
-    """One row per setting: mean over seeds, std over every split value, per-split means."""
+def aggregate(runs: pd.DataFrame, keys=("method", "encoder", "pretrain_data", "eval_data", "protocol", "setting")) -> pd.DataFrame:
+    """One row per setting (runs that differ only in the seed): mean over seeds, std over
+    every split value, per-split means."""
     out = []
     for key, g in runs.groupby(list(keys), dropna=False):
         values = [v for s in g["splits"] for v in s.values() if v is not None]
@@ -91,7 +110,7 @@ def ablation_rows(runs: pd.DataFrame) -> pd.DataFrame:
                        & (abl["temporal_difference"] == True))):  # noqa: E712
         g = abl[sel]
         if len(g):
-            rows.append(g.assign(method=name))
+            rows.append(g.assign(method=name, setting=name))  # the average runs over the sweep's settings
     return pd.concat(rows) if rows else pd.DataFrame()
 
 

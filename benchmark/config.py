@@ -206,7 +206,8 @@ class KNNEvalConfig:
 class EvalConfig:
     protocols: List[str] = field(default_factory=lambda: ["linear", "knn"])
     splits: List[int] = field(default_factory=lambda: [1, 2, 3])
-    dataset: Optional[str] = None  # evaluation dataset; None = the pretraining dataset
+    dataset: Optional[str] = None  # evaluation dataset (a name in configs/dataset); None = the pretraining dataset
+    dataset_root: Optional[str] = None  # its root, when it is not the pretraining dataset
     clips_per_video: int = 4
     frame_stride: int = 1
     spatial_crops: int = 1
@@ -256,8 +257,11 @@ class PerfConfig:
     batch_size: int = 8
     repeats: int = 3
     workers: List[int] = field(default_factory=lambda: [0, 2])
-    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "scaling"])
+    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
     paper_resolution: bool = True
+    eval_videos: int = 32
+    eval_epochs_measured: int = 3
+    eval_epochs: int = 100
 
 
 def register_schemas() -> None:

@@ -3,7 +3,7 @@
 Sections (``sections=[...]``): ``data`` (clips/s of decode + views + augmentation, ours
 vs PyTorchVideo's ``Ucf101`` with stock transforms on the same files), ``train`` (clips/s
 of forward + backward + step per method, fp32 and bf16, vs PyTorchVideo's reference
-``SimCLR`` on the same backbone), ``efficiency`` (achieved FLOP/s as a share of the
+``SimCLR`` and ``BYOL`` on the same backbone), ``efficiency`` (achieved FLOP/s as a share of the
 measured matmul peak), ``eval`` (linear probe on cached features vs recomputing them every
 epoch), ``scaling`` (time of the VDIM loss as batch and locations grow). Writes
 ``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``.
@@ -31,7 +31,7 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
     return (time.perf_counter() - t) / repeats
 
 
-def matmul_peak(device, dtype, n=1024) -> float:
+def matmul_peak(device, dtype, n=2048) -> float:
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sec = timed(lambda: (a @ b, torch.cuda.synchronize() if device.type == "cuda" else None), 5)
     return 2 * n ** 3 / sec
@@ -72,6 +72,25 @@ def section_data(cfg, rows):
                 break
         rows.append({"section": "data", "what": "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)", "workers": w,
                      "clips_per_s": clips / (time.perf_counter() - t)})
+    for w in cfg.workers:
+        ours, ref = (next(r["clips_per_s"] for r in rows if r["section"] == "data" and r["what"] == what and r["workers"] == w)
+                     for what in ("ours vdim views", "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"))
+        rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w, "ratio": ours / ref,
+                     "target": TARGET_DATA, "met": ours / ref >= TARGET_DATA, "missed_by": max(0.0, TARGET_DATA - ours / ref)})
+
+
+TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one
+
+
+def bottleneck_rows(rows):
+    """Is the data pipeline the bottleneck of the default run? Its best clips/s over the VDIM
+    training step's clips/s in bf16 (above 1: the step waits for nothing)."""
+    data = [r["clips_per_s"] for r in rows if r["section"] == "data" and r["what"] == "ours vdim views"]
+    step = [r["clips_per_s"] for r in rows if r["section"] == "train" and r["what"] == "ours vdim" and r["precision"] == "bf16"]
+    if not (data and step):
+        return []
+    return [{"section": "summary", "what": "data clips/s over VDIM bf16 step clips/s (>1: data is not the bottleneck)",
+             "ratio": max(data) / step[0], "met": max(data) / step[0] > 1}]
 
 
 def train_step_rate(model_fn, params, clips: int, device, precision: str, repeats: int) -> float:
@@ -102,33 +121,93 @@ def section_train(cfg, rows, device):
             rate = train_step_rate(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad], 2 * b, device,
                                    precision, cfg.repeats)
             rows.append({"section": "train", "what": f"ours {mname}", "precision": precision, "clips_per_s": rate})
-        try:
-            from pytorchvideo.models.simclr import SimCLR
-            torch.manual_seed(0)
-            enc = build_encoder_from_config(e)
-            backbone = torch.nn.Sequential()
-            backbone.forward = lambda x: enc(x)["global"]  # same backbone as ours
-            from methods.heads import MLPHead
-            ref = SimCLR(MLPHead(enc.global_dim, 2048, 128), backbone, temperature=0.1).to(device)
-            enc.to(device)
-            params = list(enc.parameters()) + list(ref.mlp.parameters())
-            rate = train_step_rate(lambda: ref(views[0], views[1]), params, 2 * b, device, precision, cfg.repeats)
-            rows.append({"section": "train", "what": "PyTorchVideo SimCLR (reference)", "precision": precision, "clips_per_s": rate})
-        except Exception as ex:  # the reference may change API; say so instead of failing the suite
-            rows.append({"section": "train", "what": "PyTorchVideo SimCLR (reference)", "precision": precision,
-                         "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]})
+        for name, build in REFERENCES.items():
+            try:
+                torch.manual_seed(0)
+                enc = build_encoder_from_config(e).to(device)
+                ref = build(enc).to(device)
+                rate = train_step_rate(lambda: ref(views[0], views[1]), [p for p in ref.parameters() if p.requires_grad],
+                                       2 * b, device, precision, cfg.repeats)
+                rows.append({"section": "train", "what": f"{name} (reference)", "precision": precision, "clips_per_s": rate})
+            except Exception as ex:  # the reference may change API; say so instead of failing the suite
+                rows.append({"section": "train", "what": f"{name} (reference)", "precision": precision,
+                             "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]})
+    rows += reference_ratios(rows)
+
+
+TARGET_VS_REFERENCE = 1.5  # issue "Performance": our step at least 1.5x PyTorchVideo's
+
+
+def reference_ratios(rows):
+    """Ours over PyTorchVideo's step, per precision, with the target and by how much it is missed."""
+    rate = {(r["what"], r["precision"]): r["clips_per_s"] for r in rows if r["section"] == "train" and "clips_per_s" in r}
+    out = []
+    for ours, ref in (("ours rho_simclr", "PyTorchVideo SimCLR (reference)"), ("ours rho_byol", "PyTorchVideo BYOL (reference)")):
+        for precision in ("fp32", "bf16"):
+            if (ours, precision) in rate and (ref, precision) in rate:
+                ratio = rate[(ours, precision)] / rate[(ref, precision)]
+                out.append({"section": "train", "what": f"{ours} / {ref}", "precision": precision, "ratio": ratio,
+                            "target": TARGET_VS_REFERENCE, "met": ratio >= TARGET_VS_REFERENCE,
+                            "missed_by": max(0.0, TARGET_VS_REFERENCE - ratio)})
+    return out
+
+
+class GlobalFeatures(torch.nn.Module):
+    """Our encoder as the plain backbone PyTorchVideo's models expect: video -> ``[B, D]``."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder(x)["global"]
+
+
+def _ptv_simclr(enc):
+    from pytorchvideo.models.simclr import SimCLR
+
+    from methods.heads import MLPHead
+    return SimCLR(MLPHead(enc.global_dim, 2048, 128), GlobalFeatures(enc), temperature=0.1)
+
+
+def _ptv_byol(enc):
+    from pytorchvideo.models.byol import BYOL
+    return BYOL(GlobalFeatures(enc), feature_dim=enc.global_dim, predictor_inner=4096, mmt=0.99,
+                norm=torch.nn.BatchNorm1d)  # its default SyncBatchNorm needs a GPU process group
+
+
+REFERENCES = {"PyTorchVideo SimCLR": _ptv_simclr, "PyTorchVideo BYOL": _ptv_byol}
+
+
+TARGET_PEAK_FRACTION = 0.40  # issue "Performance": VDIM encoder step at 32x128x128, bf16
 
 
 def section_efficiency(cfg, rows, device):
+    """Achieved FLOP/s of an encoder training step (fvcore MACs x 2 x 3 for forward and
+    backward, times clips/s) over the measured matmul peak in the same precision: the run's
+    encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
-    from encoders import build_encoder_from_config
+    from encoders import build_encoder, build_encoder_from_config
     peaks = {p: matmul_peak(device, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    for r in [r for r in rows if r["section"] == "train" and r["what"] == "ours vdim" and "clips_per_s" in r]:
-        gflops = count_flops(build_encoder_from_config(cfg.encoder), cfg.encoder.frames, cfg.encoder.size) * 2  # MAC -> FLOP
-        achieved = gflops * 1e9 * 3 * r["clips_per_s"]
-        rows.append({"section": "efficiency", "what": f"vdim encoder step {cfg.encoder.frames}x{cfg.encoder.size}",
-                     "precision": r["precision"], "achieved_gflop_s": achieved / 1e9,
-                     "peak_gflop_s": peaks[r["precision"]] / 1e9, "fraction_of_peak": achieved / peaks[r["precision"]]})
+    encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size)]
+    if cfg.paper_resolution:
+        encoders.append(("vdim (Table 1)", lambda: build_encoder("vdim"), 2))
+    for name, build, batch in encoders:
+        torch.manual_seed(0)
+        enc = build().to(device).train()
+        t, h, w = enc.input_shape
+        gflop = count_flops(enc, t, h) * 2  # fvcore counts one multiply-add as one
+        x = torch.randn(batch, 3, t, h, w, device=device)
+        for precision in ("fp32", "bf16"):
+            rate = train_step_rate(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), batch,
+                                   device, precision, cfg.repeats)
+            achieved = gflop * 1e9 * 3 * rate
+            paper = name.startswith("vdim (Table 1)") and precision == "bf16"
+            rows.append({"section": "efficiency", "what": f"{name} encoder step {t}x{h}x{w}, batch {batch}",
+                         "precision": precision, "clips_per_s": rate, "achieved_gflop_s": achieved / 1e9,
+                         "peak_gflop_s": peaks[precision] / 1e9, "fraction_of_peak": achieved / peaks[precision],
+                         **({"target": TARGET_PEAK_FRACTION, "met": achieved / peaks[precision] >= TARGET_PEAK_FRACTION}
+                            if paper else {})})
 
 
 def section_scaling(cfg, rows, device):
@@ -141,6 +220,56 @@ def section_scaling(cfg, rows, device):
             rows.append({"section": "scaling", "what": f"vdim_nce B={b} locations={na}", "seconds": sec})
 
 
+def section_eval(cfg, rows, device):
+    """Linear probe on features cached once vs the frozen encoder re-run every epoch (the cost
+    without :mod:`evaluation.features`). Both are measured for ``eval_epochs_measured`` epochs
+    on the same videos; the ratio at ``eval_epochs`` (the default probe's length) follows from
+    the measured feature pass and probe epoch."""
+    from benchmark.data.pipeline import eval_sampler, records_for
+    from benchmark.trainer import autocast_for
+    from encoders import build_encoder_from_config
+    from evaluation.features import extract
+    from evaluation.linear_probe import linear_probe
+    records, classes = records_for(cfg.dataset, 1, "train")
+    records = records[: cfg.eval_videos]
+    encoder = build_encoder_from_config(cfg.encoder)
+    index_fn, view_fn = eval_sampler(cfg.encoder, 1, 1, cfg.dataset.frame_stride)
+    idx = torch.arange(len(records))
+
+    def features():
+        return extract(encoder, records, index_fn, view_fn, device, cfg.batch_size, 0, None,
+                       autocast_for(device, cfg.trainer.precision), progress=False)
+
+    def probe(f, epochs):
+        return linear_probe(f["features"], f["labels"], idx, idx, len(classes), epochs=epochs)
+
+    features()  # warm-up: decoder and kernels
+    e = cfg.eval_epochs_measured
+    t = time.perf_counter()
+    f = features()
+    probe(f, e)
+    cached = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(e):
+        probe(features(), 1)
+    recompute = time.perf_counter() - t
+    t_pass = timed(features, 1, warmup=0)
+    t_epoch = timed(lambda: probe(f, 1), 3)
+    n = cfg.eval_epochs
+    what = f"linear probe, {len(records)} videos"
+    rows += [
+        {"section": "eval", "what": f"{what}, cached features, {e} epochs (measured)", "seconds": cached},
+        {"section": "eval", "what": f"{what}, features recomputed every epoch, {e} epochs (measured)",
+         "seconds": recompute, "speedup_of_cache": recompute / cached},
+        {"section": "eval", "what": f"{what}, {n} epochs: 1 pass + {n} probe epochs vs {n} x (pass + epoch)",
+         "seconds": t_pass + n * t_epoch, "speedup_of_cache": n * (t_pass + t_epoch) / (t_pass + n * t_epoch)},
+    ]
+
+
+SECTIONS = {"data": section_data, "train": section_train, "efficiency": section_efficiency, "eval": section_eval,
+            "scaling": section_scaling}
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="perf", version_base="1.3")
 @user_errors_exit
 def main(cfg) -> None:
@@ -148,13 +277,12 @@ def main(cfg) -> None:
     device = resolve_device(cfg.trainer.device)
     rows = []
     for name in cfg.sections:
-        fn = {"data": section_data, "train": section_train, "efficiency": section_efficiency,
-              "scaling": section_scaling}.get(name)
-        if fn is None:
-            from benchmark.errors import UserError
-            raise UserError(f"perf section '{name}' is not implemented yet; implemented: data, train, efficiency, scaling")
+        if name not in SECTIONS:
+            from benchmark.errors import unknown_choice
+            raise unknown_choice("perf section", name, list(SECTIONS))
         print(f"perf: {name} ...", flush=True)
-        fn(cfg, rows) if name == "data" else fn(cfg, rows, device)
+        SECTIONS[name](cfg, rows) if name == "data" else SECTIONS[name](cfg, rows, device)
+    rows += bottleneck_rows(rows)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     out = Path(cfg.results_dir) / f"{stamp}_{device.type}"

@@ -73,6 +73,32 @@ def print_summary(result: dict) -> None:
     print(f"skipped videos: {result['skipped_videos']}\n")
 
 
+def data_version(ds):
+    """The synthetic generator's format version (its videos change with it); None for real data."""
+    if ds.name != "synthetic":
+        return None
+    from benchmark.data.synthetic import FORMAT_VERSION
+    return FORMAT_VERSION
+
+
+def pretrain_subset(cfg) -> str:
+    """Which videos of the pretraining split are read: ``dataset.pretrain_subset`` for
+    self-supervised methods; the train list only when labels are used (``supervised``)."""
+    return "train" if cfg.method.name == "supervised" else cfg.dataset.pretrain_subset
+
+
+def restrict_supervised_splits(cfg) -> None:
+    """A supervised encoder trained on split k's train list has seen the labels of other
+    splits' test videos, so on its own dataset it is evaluated on split k only."""
+    from evaluation import eval_dataset_config
+    if cfg.method.name != "supervised" or eval_dataset_config(cfg) is not cfg.dataset:
+        return
+    if list(cfg.eval.splits) != [cfg.dataset.split]:
+        log.warning("supervised: evaluating split %d only (its training labels include the test videos of the "
+                    "other splits)", cfg.dataset.split)
+        cfg.eval.splits = [cfg.dataset.split]
+
+
 def run(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     device = resolve_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -89,8 +115,9 @@ def run(cfg) -> dict:
     eval_sampler(cfg.encoder, cfg.eval.clips_per_video, cfg.eval.spatial_crops, cfg.eval.frame_stride)
     skipped_log = str(run_dir / "skipped_videos.txt")
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    subset = cfg.dataset.pretrain_subset
     pre_split = cfg.dataset.split
+    subset = pretrain_subset(cfg)
+    restrict_supervised_splits(cfg)
     records, classes = records_for(cfg.dataset, pre_split, subset)
     seed_everything(cfg.seed)  # identical initial weights on every rank
     encoder = build_encoder_from_config(cfg.encoder)
@@ -120,7 +147,7 @@ def run(cfg) -> dict:
                      "world_size": dist_info.world_size, "clips_seen": pre.clips_seen if pre else 0,
                      "seconds": round(pre.seconds, 1) if pre else 0.0,
                      "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
-                     "device": str(device)},
+                     "device": str(device), "data_version": data_version(cfg.dataset)},
         "evals": evals,
         "skipped_videos": count_skipped(skipped_log),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -20,21 +20,46 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("linear", "finetune", "knn")
 
 
+def eval_dataset_config(cfg):
+    """The dataset evaluated on: the pretraining dataset, or ``configs/dataset/<eval.dataset>.yaml``
+    rooted at ``eval.dataset_root`` (e.g. Kinetics-600 pretraining, UCF-101 fine-tuning: Table 3)."""
+    name = cfg.eval.dataset
+    if name in (None, cfg.dataset.name):
+        return cfg.dataset
+    from omegaconf import OmegaConf
+
+    from benchmark.cli_common import CONFIG_DIR
+    from benchmark.config import DatasetConfig, SyntheticConfig
+    from benchmark.errors import unknown_choice
+    choices = sorted(p.stem for p in (Path(CONFIG_DIR) / "dataset").glob("[!_]*.yaml"))
+    if name not in choices:
+        raise unknown_choice("eval.dataset", name, choices)
+    body = OmegaConf.load(Path(CONFIG_DIR) / "dataset" / f"{name}.yaml")
+    body.pop("defaults", None)
+    ds = OmegaConf.merge(OmegaConf.structured(SyntheticConfig if name == "synthetic" else DatasetConfig), body)
+    if cfg.eval.dataset_root:
+        ds.root = cfg.eval.dataset_root
+    elif name != "synthetic":
+        raise UserError(f"eval.dataset={name} needs eval.dataset_root=/path/to/{name}")
+    return ds
+
+
 def check_eval_dataset(cfg) -> None:
-    """Evaluation on a dataset other than the pretraining one is not implemented yet: say so early."""
-    if cfg.eval.dataset not in (None, cfg.dataset.name):
-        raise UserError(f"eval.dataset={cfg.eval.dataset} (other than the pretraining dataset "
-                        f"'{cfg.dataset.name}') is not implemented yet; pretrain and evaluate on one dataset, "
-                        f"or run the evaluation separately with dataset={cfg.eval.dataset}")
+    """Bad evaluation settings fail here, before any pretraining: the protocols, the evaluation
+    dataset and its root, and every split's list."""
+    bad = [p for p in cfg.eval.protocols if p not in PROTOCOLS]
+    if bad:
+        raise UserError(f"unknown eval protocol '{bad[0]}'; valid choices: {', '.join(PROTOCOLS)}")
+    ds = eval_dataset_config(cfg)
+    if ds is not cfg.dataset:
+        for s in cfg.eval.splits:
+            records_for(ds, s, "test")
 
 
 def evaluate(cfg, encoder, device, precision_ctx, run_dir: Path, skipped_log: str, progress: bool = True) -> List[Dict]:
     ev = cfg.eval
-    bad = [p for p in ev.protocols if p not in PROTOCOLS]
-    if bad:
-        raise UserError(f"unknown eval protocol '{bad[0]}'; valid choices: {', '.join(PROTOCOLS)}")
-    ds_cfg = cfg.dataset
     check_eval_dataset(cfg)
+    ds_cfg = eval_dataset_config(cfg)
     splits = {s: (records_for(ds_cfg, s, "train")[0], records_for(ds_cfg, s, "test")) for s in ev.splits}
     classes = next(iter(splits.values()))[1][1]
     protocol_text = f"{ev.clips_per_video} clips x {ev.spatial_crops} crops"

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from benchmark.checkpoint import load_checkpoint, save_checkpoint
+from benchmark.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from benchmark.data import samplers
 from benchmark.data.augment import build_clip_augment, build_eval_transform
 from benchmark.data.datasets import PretrainStream, VideoClipsDataset, collate_skip_none
@@ -58,6 +58,7 @@ def finetune_split(encoder, ft, aug_cfg, train_records, test_records, num_classe
         raise unknown_choice("eval.finetune.preset", ft.preset, PRESETS)
     views = ft.views if ft.preset == "vdim" else 1
     hidden = ft.hidden_dim if ft.preset == "vdim" else 0
+    torch.manual_seed(seed)  # the same head and dropout masks for the same seed, on every split
     model = ClipClassifier(copy.deepcopy(encoder), views, num_classes, hidden, ft.dropout).to(device)
     opt = build_optimizer(ft.optimizer, model.parameters(), ft.lr, ft.weight_decay, ft.momentum)
     sched = build_scheduler(opt, ft.steps, "step", 0, ft.decay_every, ft.decay_factor)
@@ -67,6 +68,7 @@ def finetune_split(encoder, ft, aug_cfg, train_records, test_records, num_classe
         state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"]); start = int(state["step"])
+        set_rng_state(state["rng"])  # dropout masks continue as if never stopped
     aug = copy.deepcopy(aug_cfg)
     aug.color = ft.color
     view_fn = partial(augmented_view, build_clip_augment(aug, size), ft.color)
@@ -88,7 +90,7 @@ def finetune_split(encoder, ft, aug_cfg, train_records, test_records, num_classe
         step = batch["step"] + 1
         if step % ft.checkpoint_every == 0 or step == ft.steps:
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "step": step})
+                                   "scheduler": sched.state_dict(), "rng": rng_state(), "step": step})
     # test: clips_per_video windows of K views each
     tf = build_eval_transform(size, ft.color)
 

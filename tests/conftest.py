@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TINY = {"version": 2, "classes": 4, "groups": 10, "clips_per_group": 1, "min_frames": 12, "max_frames": 40,
+TINY = {"version": 4, "classes": 4, "groups": 10, "clips_per_group": 1, "min_frames": 12, "max_frames": 40,
         "size": 32, "fps": 8, "seed": 3}
 TINY_OVERRIDES = ["dataset.classes=4", "dataset.clips_per_group=1", "dataset.min_frames=12", "dataset.max_frames=40",
                   "dataset.size=32", "dataset.fps=8", "dataset.seed=3"]

@@ -37,6 +37,10 @@ def one_line_error(p):
     (["run", "dataset=ucf101", "dataset.root=/does/not/exist"], "dataset root not found: /does/not/exist"),
     (["run", "dataset=ucf101"], "dataset 'ucf101' needs dataset.root="),
     (["frobnicate"], "unknown subcommand 'frobnicate'"),
+    (["run", "eval.dataset=ucf101"], "eval.dataset=ucf101 needs eval.dataset_root="),
+    (["run", "eval.dataset=nope"], "unknown eval.dataset 'nope'; valid choices: hmdb51, kinetics400"),
+    (["run", "eval.protocols=[probe]"], "unknown eval protocol 'probe'; valid choices: linear, finetune, knn"),
+    (["run", "trainer.sync_bn=true", "trainer.device=cpu"], "trainer.sync_bn=true needs CUDA"),
 ])
 def test_bad_input_messages(args, expect, tmp_path):
     assert expect in one_line_error(cli(args, tmp_path))
@@ -131,12 +135,18 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
 
 @pytest.mark.slow
 def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
-    p = cli(["perf", "sections=[train,efficiency,scaling]", "batch_size=2", "repeats=1", "workers=[0]",
+    p = cli(["perf", "sections=[train,efficiency,eval,scaling]", "batch_size=2", "repeats=1", "workers=[0]",
+             "eval_videos=6", "eval_epochs_measured=2", "paper_resolution=false", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
              "encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", f"results_dir={tmp_path / 'perf'}"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads(next((tmp_path / "perf").glob("*/perf.json")).read_text())
     sections = {r["section"] for r in report["rows"]}
-    assert sections == {"train", "efficiency", "scaling"} and report["device"]
+    assert sections == {"train", "efficiency", "eval", "scaling"} and report["device"]
+    assert all(r["seconds"] > 0 for r in report["rows"] if r["section"] in ("eval", "scaling"))
+    assert len([r for r in report["rows"] if "speedup_of_cache" in r]) == 2
+    ratios = [r for r in report["rows"] if r["what"].startswith("ours rho_") and "/ PyTorchVideo" in r["what"]]
+    assert {r["what"].split(" / ")[1] for r in ratios} == {"PyTorchVideo SimCLR (reference)", "PyTorchVideo BYOL (reference)"}
+    assert all(r["ratio"] > 0 and r["met"] == (r["ratio"] >= r["target"]) for r in ratios)
     assert all(r["clips_per_s"] > 0 for r in report["rows"] if "clips_per_s" in r)
     assert all(0 < r["fraction_of_peak"] for r in report["rows"] if r["section"] == "efficiency")
 
@@ -158,3 +168,14 @@ def test_torchrun_two_processes_pretrain_and_evaluate(tmp_path, tiny_dataset):
     assert result["pretrain"]["world_size"] == 2 and result["pretrain"]["steps"] == 3
     assert result["pretrain"]["clips_seen"] == 3 * 2 * 2 * 2  # steps x processes x batch x clips per video
     assert math.isfinite(result["pretrain"]["final_loss"])
+
+
+@pytest.mark.slow
+def test_evaluate_on_another_dataset_than_pretraining(tmp_path, tiny_dataset):
+    """Pretrain on the UCF-101 layout, evaluate on the HMDB-51 layout's split files (Table 3's shape)."""
+    p = cli(["run", f"dataset.root={tiny_dataset}", "trainer.steps=2", f"results_dir={tmp_path / 'r'}",
+             "eval.dataset=hmdb51", f"eval.dataset_root={tiny_dataset / 'hmdb51'}", *FAST], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
+    assert result["pretrain"]["dataset"] == "synthetic"
+    assert [(e["protocol"], e["dataset"]) for e in result["evals"]] == [("knn", "hmdb51")]

@@ -46,7 +46,7 @@ def test_feature_cache_reused_and_invalidated_by_new_weights(tmp_path):
     from benchmark.data.splits import VideoRecord
     from pathlib import Path
     from benchmark.data.synthetic import write_synthetic
-    root = write_synthetic(tmp_path / "d", {"version": 2, "classes": 2, "groups": 10, "clips_per_group": 1,
+    root = write_synthetic(tmp_path / "d", {"version": 4, "classes": 2, "groups": 10, "clips_per_group": 1,
                                             "min_frames": 12, "max_frames": 14, "size": 32, "fps": 8, "seed": 0},
                            progress=False)
     records = [VideoRecord(str(p), 0) for p in sorted(Path(root, "UCF-101").glob("*/*.avi"))[:3]]
@@ -64,3 +64,69 @@ def test_feature_cache_reused_and_invalidated_by_new_weights(tmp_path):
         enc.w.mul_(2)
     c = cached_features(tmp_path / "c", {"k": 1}, enc, records, **kw)
     assert len(calls) > n and torch.allclose(c["features"], 2 * a["features"])  # invalidated
+
+
+def _finetune_setup(tiny_dataset):
+    from benchmark.data.splits import load_split
+    from encoders import build_encoder
+    from methods import method_config
+    tr, classes = load_split("ucf101", tiny_dataset, "UCF-101", "ucfTrainTestlist", 1, "train")
+    te, _ = load_split("ucf101", tiny_dataset, "UCF-101", "ucfTrainTestlist", 1, "test")
+    torch.manual_seed(0)
+    enc = build_encoder("vdim_small", ndf=8, n_1x1=0, head_dim=32)
+    return enc, method_config("vdim").augment, tr[:8], te[:4], len(classes)
+
+
+def _ft_cfg(preset, steps):
+    from omegaconf import OmegaConf
+
+    from conftest import compose_run
+    ft = compose_run([f"eval.finetune.preset={preset}"]).eval.finetune
+    return OmegaConf.merge(ft, {"steps": steps, "batch_size": 2, "views": 2, "checkpoint_every": 2, "hidden_dim": 16})
+
+
+@pytest.mark.parametrize("preset", ["vdim", "rho"])
+def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dataset, preset):
+    from contextlib import nullcontext
+
+    from evaluation.finetune import finetune_split
+    enc, aug, tr, te, n_cls = _finetune_setup(tiny_dataset)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    acc = finetune_split(enc, _ft_cfg(preset, 3), aug, tr, te, n_cls, 16, 64, 2, torch.device("cpu"), nullcontext(),
+                         tmp_path / "split1", 0, False, progress=False)
+    assert 0.0 <= acc <= 100.0
+    assert all(torch.equal(v, enc.state_dict()[k]) for k, v in before.items())  # the pretrained encoder is untouched
+    state = torch.load(tmp_path / "split1" / "last.pt", weights_only=True)
+    assert state["step"] == 3
+    head = [k for k in state["model"] if k.startswith("head.") and k.endswith("weight")]
+    if preset == "vdim":  # K=2 views concatenated -> hidden layer -> classes (sec. 4.1)
+        assert state["model"][head[0]].shape == (16, 2 * enc.global_dim) and len(head) == 2
+    else:  # one clip, dropout + linear (rho study)
+        assert state["model"][head[0]].shape == (n_cls, enc.global_dim) and len(head) == 1
+    tuned = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    assert any(not torch.equal(tuned[k], before[k]) for k in before if before[k].is_floating_point())  # end to end
+
+
+def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_dataset, monkeypatch):
+    from contextlib import nullcontext
+
+    import evaluation.finetune as ftmod
+    enc, aug, tr, te, n_cls = _finetune_setup(tiny_dataset)
+    args = (aug, tr, te, n_cls, 16, 64, 1, torch.device("cpu"), nullcontext())
+    ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, tmp_path / "straight", 0, False, progress=False)
+    real_save = ftmod.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt("killed after the first checkpoint")
+    monkeypatch.setattr(ftmod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, tmp_path / "killed", 0, False, progress=False)
+    monkeypatch.setattr(ftmod, "save_checkpoint", real_save)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 2
+    ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, tmp_path / "killed", 0, True, progress=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    assert b["step"] == 4
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, msg=k)

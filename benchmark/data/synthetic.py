@@ -1,10 +1,12 @@
 """A seeded synthetic action dataset written as real encoded videos (PyAV, MPEG-4 in .avi).
 
-The label is a motion over time; everything a single frame shows is nuisance. Each video
-shows one or two sprites (a patch of a real photograph, matplotlib's bundled
-``grace_hopper.jpg``, or a coloured shape) over a background (another patch of the
-photograph, colour-shifted, or a noise texture). Object, colour, background, position,
-scale, speed and direction vary within every class, so a classifier must read motion:
+Each class is an actor doing a motion, as real actions show both an object and a movement:
+the actor's outline (bar, triangle, ellipse, cross, ring, L, diamond, arrow head: one per
+class) and its motion over time carry the label. Colour (actor and background gradient),
+brightness, position, scale, speed and direction vary within every class: they are what
+colour jitter, greying and random crops remove, so a feature that keeps them (a random
+encoder's) reads the label worse than one that learned to discard them. Backgrounds are
+smooth with faint noise, so no texture identifies a video better than its actor does.
 
 ========================  ==========================================================
 HorizontalSlide           constant-speed translation along x (left or right)
@@ -17,7 +19,7 @@ Approach                  two sprites move towards each other and meet
 Bounce                    falls and bounces (|sin| height: speed changes over time)
 ========================  ==========================================================
 
-Every class is closed under horizontal flips, so flip augmentation keeps the label.
+Every motion is closed under horizontal flips, so flip augmentation keeps the label.
 Lengths vary between ``min_frames`` and ``max_frames`` (some shorter than a 32-frame
 window). The folders follow UCF-101 (``UCF-101/<Class>/v_<Class>_gXX_cYY.avi``,
 ``ucfTrainTestlist/``) and HMDB-51 (``hmdb51/<class>/*.avi`` hard links,
@@ -38,51 +40,47 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 CLASSES = ["HorizontalSlide", "VerticalSlide", "Spin", "Pulse", "Shake", "Orbit", "Approach", "Bounce"]
-FORMAT_VERSION = 2
+FORMAT_VERSION = 5
 
 
-def _photo() -> Image.Image:
-    from matplotlib import cbook
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return Image.open(f).convert("RGB")
-
-
-def _background(rng: np.random.Generator, photo: Image.Image, size: int) -> Image.Image:
-    if rng.random() < 0.5:
-        w, h = photo.size
-        s = int(rng.integers(min(w, h) // 4, min(w, h) // 2))
-        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
-        bg = photo.crop((x, y, x + s, y + s)).resize((size, size)).filter(ImageFilter.GaussianBlur(2))
-        arr = np.asarray(bg, np.float32) * rng.uniform(0.4, 0.9) + rng.uniform(0, 60, 3)
-    else:
-        noise = rng.random((size // 8, size // 8, 3)) * 255
-        arr = np.asarray(Image.fromarray(noise.astype(np.uint8)).resize((size, size), Image.BICUBIC), np.float32)
-        arr = arr * rng.uniform(0.3, 0.7) + rng.uniform(0, 100, 3)
+def _background(rng: np.random.Generator, size: int) -> Image.Image:
+    """A smooth gradient between two random colours with faint noise: colour and brightness
+    vary from video to video (what colour jitter and greying remove), texture barely does."""
+    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    ramp = np.linspace(0, 1, size)[:, None] if rng.random() < 0.5 else np.linspace(0, 1, size)[None, :]
+    arr = a + (b - a) * ramp[..., None]
+    arr = arr + rng.normal(0, 6, (size, size, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def _sprite(rng: np.random.Generator, photo: Image.Image, px: int) -> Image.Image:
-    """An RGBA sprite: a photo patch or a coloured polygon, with a shape mask."""
+def _actor_mask(shape: int, px: int) -> Image.Image:
+    """The silhouette of class ``shape``'s actor: one of eight outlines, each asymmetric enough
+    that rotation shows."""
     mask = Image.new("L", (px, px), 0)
     draw = ImageDraw.Draw(mask)
-    kind = rng.integers(0, 3)
-    if kind == 0:
-        draw.rectangle((0, px // 4, px - 1, px - 1 - px // 4), fill=255)  # bar: rotation is visible
-    elif kind == 1:
-        draw.polygon([(px // 2, 0), (px - 1, px - 1), (0, px - 1)], fill=255)
-    else:
-        draw.ellipse((0, px // 5, px - 1, px - 1 - px // 5), fill=255)
-    if rng.random() < 0.5:
-        w, h = photo.size
-        s = int(rng.integers(px * 2, min(w, h) // 2))
-        x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
-        rgb = photo.crop((x, y, x + s, y + s)).resize((px, px))
-    else:
-        colour = tuple(int(c) for c in rng.integers(40, 256, 3))
-        rgb = Image.new("RGB", (px, px), colour)
-        ImageDraw.Draw(rgb).line((0, 0, px, px), fill=tuple(255 - c for c in colour), width=max(2, px // 6))
+    q, h, e = px // 4, px // 2, px - 1
+    outlines = [
+        lambda: draw.rectangle((0, q, e, e - q), fill=255),                               # bar
+        lambda: draw.polygon([(h, 0), (e, e), (0, e)], fill=255),                         # triangle
+        lambda: draw.ellipse((0, px // 5, e, e - px // 5), fill=255),                     # ellipse
+        lambda: (draw.rectangle((q + q // 2, 0, e - q - q // 2, e), fill=255),
+                 draw.rectangle((0, q + q // 2, e, e - q - q // 2), fill=255)),           # cross
+        lambda: (draw.ellipse((0, 0, e, e), fill=255), draw.ellipse((q, q, e - q, e - q), fill=0)),  # ring
+        lambda: (draw.rectangle((0, 0, q + q // 2, e), fill=255), draw.rectangle((0, e - q - q // 2, e, e), fill=255)),  # L
+        lambda: draw.polygon([(h, 0), (e, h), (h, e), (0, h)], fill=255),                 # diamond
+        lambda: draw.polygon([(0, 0), (e, h), (0, e), (q, h)], fill=255),                 # arrow head
+    ]
+    outlines[shape % len(outlines)]()
+    return mask
+
+
+def _sprite(rng: np.random.Generator, px: int, shape: int) -> Image.Image:
+    """An RGBA sprite: the class's actor outline in a random colour with a contrasting stripe."""
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    rgb = Image.new("RGB", (px, px), colour)
+    ImageDraw.Draw(rgb).line((0, 0, px, px), fill=tuple(255 - c for c in colour), width=max(2, px // 6))
     sprite = rgb.convert("RGBA")
-    sprite.putalpha(mask)
+    sprite.putalpha(_actor_mask(shape, px))
     return sprite
 
 
@@ -130,11 +128,11 @@ def _trajectory(cls: str, n: int, size: int, rng: np.random.Generator) -> List[L
     raise ValueError(cls)
 
 
-def render_video(cls: str, n: int, size: int, rng: np.random.Generator, photo: Image.Image) -> np.ndarray:
-    bg = _background(rng, photo, size)
-    px = int(size * rng.uniform(0.25, 0.38))
+def render_video(cls: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    bg = _background(rng, size)
+    px = int(size * rng.uniform(0.4, 0.55))
     paths = _trajectory(cls, n, size, rng)
-    sprites = [_sprite(rng, photo, px) for _ in paths]
+    sprites = [_sprite(rng, px, CLASSES.index(cls)) for _ in paths]
     frames = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
         frame = bg.copy()
@@ -191,7 +189,6 @@ def write_synthetic(out: Path, spec: Dict, progress: bool = True) -> Path:
     hsplits = hmdb / "testTrainMulti_7030_splits"
     for d in (ucf, lists, hsplits):
         d.mkdir(parents=True)
-    photo = _photo()
     classes = CLASSES[: spec["classes"]]
     rng = np.random.default_rng(spec["seed"])
     jobs = [(ci, g, k) for ci in range(len(classes)) for g in range(1, spec["groups"] + 1)
@@ -202,7 +199,7 @@ def write_synthetic(out: Path, spec: Dict, progress: bool = True) -> Path:
         name = f"v_{cls}_g{g:02d}_c{k:02d}.avi"
         n = int(rng.integers(spec["min_frames"], spec["max_frames"] + 1))
         (ucf / cls).mkdir(exist_ok=True)
-        write_video(ucf / cls / name, render_video(cls, n, spec["size"], rng, photo), spec["fps"])
+        write_video(ucf / cls / name, render_video(cls, n, spec["size"], rng), spec["fps"])
         names[cls].append((name, g))
         (hmdb / cls.lower()).mkdir(exist_ok=True)
         try:
