@@ -61,7 +61,7 @@ def test_preset_runs_one_step_on_synthetic_videos(name, tmp_path, tiny_dataset):
     evaluation is left out here (test_cli covers it) because it would extract paper-size features."""
     args = ["run", f"experiment={name}", "dataset=synthetic", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
             f"results_dir={tmp_path / 'r'}", "trainer.steps=1", "trainer.batch_size=2", "trainer.warmup_steps=0",
-            "trainer.num_workers=0", "trainer.progress=false", "eval.protocols=[]", "eval.dataset=null"]
+            "trainer.num_workers=0", "trainer.progress=false", "trainer.device=cpu", "eval.protocols=[]", "eval.dataset=null"]
     proc = cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
