@@ -21,6 +21,19 @@ class DistInfo:
         return self.rank == 0
 
 
+def export_launcher_env() -> None:
+    """Under Hydra's submitit launcher (``launcher=slurm``, or ``submitit_local``) with several
+    tasks, each task is one process: export torch.distributed's variables (RANK, WORLD_SIZE,
+    LOCAL_RANK, MASTER_ADDR/PORT) from the job's environment with submitit's own helper, as
+    torchrun would have set them. A no-op under torchrun or for a single task."""
+    if "WORLD_SIZE" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ:
+        return
+    from submitit import JobEnvironment
+    from submitit.helpers import TorchDistributedEnvironment
+    if JobEnvironment().num_tasks > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice not in ("auto", "cpu", "cuda"):
         raise unknown_choice("trainer.device", choice, ("auto", "cpu", "cuda"))

@@ -23,8 +23,8 @@ from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.data.datasets import count_skipped
 from benchmark.data.pipeline import records_for
-from benchmark.distributed import (agree_on_run_dir, check_sync_bn, init_distributed, leave_process_group,
-                                   resolve_device)
+from benchmark.distributed import (agree_on_run_dir, check_sync_bn, export_launcher_env, init_distributed,
+                                   leave_process_group, resolve_device)
 from benchmark.trainer import MetricsLog, autocast_for, pretrain
 from encoders import build_encoder_from_config
 from methods import build_method
@@ -101,6 +101,7 @@ def restrict_supervised_splits(cfg) -> None:
 
 def run(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    export_launcher_env()
     device = resolve_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
     check_sync_bn(cfg.trainer.sync_bn, device)
     dist_info = init_distributed(device)

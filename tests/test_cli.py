@@ -179,3 +179,19 @@ def test_evaluate_on_another_dataset_than_pretraining(tmp_path, tiny_dataset):
     result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
     assert result["pretrain"]["dataset"] == "synthetic"
     assert [(e["protocol"], e["dataset"]) for e in result["evals"]] == [("knn", "hmdb51")]
+
+
+@pytest.mark.slow
+def test_submitit_launcher_with_two_tasks_forms_one_process_group(tmp_path, tiny_dataset):
+    """`launcher=slurm` goes through hydra-submitit-launcher; its local executor runs the same
+    job code with 2 tasks here, so the tasks must find each other as torchrun's would."""
+    args = ["run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.timeout_min=10", "method=rho_simclr", f"dataset.root={tiny_dataset}",
+            f"results_dir={tmp_path / 'r'}", "trainer.steps=2", "trainer.threads=1", "method.hidden_dim=64",
+            "method.out_dim=32", *[a for a in FAST if not a.startswith("method.")]]
+    p = cli(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = list((tmp_path / "r").glob("*_sweep/*/result.json"))
+    assert len(results) == 1, results
+    pre = json.loads(results[0].read_text())["pretrain"]
+    assert pre["world_size"] == 2 and pre["clips_seen"] == 2 * 2 * 2 * 2
