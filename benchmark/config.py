@@ -262,6 +262,8 @@ class PerfConfig:
     eval_videos: int = 32
     eval_epochs_measured: int = 3
     eval_epochs: int = 100
+    scaling_batches: List[int] = field(default_factory=lambda: [8, 16, 32])
+    scaling_locations: List[int] = field(default_factory=lambda: [27, 125, 343])
 
 
 def register_schemas() -> None:

@@ -121,6 +121,7 @@ def section_train(cfg, rows, device):
             rate = train_step_rate(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad], 2 * b, device,
                                    precision, cfg.repeats)
             rows.append({"section": "train", "what": f"ours {mname}", "precision": precision, "clips_per_s": rate})
+        rows.append(channels_last_row(cfg, views, device, precision))
         for name, build in REFERENCES.items():
             try:
                 torch.manual_seed(0)
@@ -133,6 +134,19 @@ def section_train(cfg, rows, device):
                 rows.append({"section": "train", "what": f"{name} (reference)", "precision": precision,
                              "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]})
     rows += reference_ratios(rows)
+
+
+def channels_last_row(cfg, views, device, precision):
+    """The channels-last 3-D memory-format lever (``trainer.channels_last``) on the VDIM step."""
+    from encoders import build_encoder_from_config
+    from methods import build_method
+    torch.manual_seed(0)
+    m = build_method("vdim", build_encoder_from_config(cfg.encoder)).to(device).train()
+    m = m.to(memory_format=torch.channels_last_3d)
+    cl = [v.contiguous(memory_format=torch.channels_last_3d) for v in views]
+    rate = train_step_rate(lambda: m(cl)["loss"], [p for p in m.parameters() if p.requires_grad], 2 * cfg.batch_size,
+                           device, precision, cfg.repeats)
+    return {"section": "train", "what": "ours vdim, channels_last_3d", "precision": precision, "clips_per_s": rate}
 
 
 TARGET_VS_REFERENCE = 1.5  # issue "Performance": our step at least 1.5x PyTorchVideo's
@@ -211,13 +225,24 @@ def section_efficiency(cfg, rows, device):
 
 
 def section_scaling(cfg, rows, device):
-    from methods.losses import vdim_nce
-    for b in (8, 16, 32):
-        for na in (27, 125, 343):
-            a = torch.randn(b, 128, na, device=device, requires_grad=True)
-            c = torch.randn(b, 128, 1, device=device)
-            sec = timed(lambda: vdim_nce(a, c).backward(), max(1, cfg.repeats // 2))
-            rows.append({"section": "scaling", "what": f"vdim_nce B={b} locations={na}", "seconds": sec})
+    """Time and memory of the VDIM loss (forward + backward) as the batch and the number of
+    locations of both maps grow. Memory: CUDA's measured peak; on CPU (no allocator peak
+    counter) the size of the largest score block the chunked loss holds, beside the full
+    ``(B N) x (B N)`` score matrix an unchunked loss would hold."""
+    from methods.losses import VDIM_CHUNK as chunk, vdim_nce
+    for b in cfg.scaling_batches:
+        for n in cfg.scaling_locations:
+            a = torch.randn(b, 128, n, device=device, requires_grad=True)
+            c = torch.randn(b, 128, n, device=device, requires_grad=True)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            sec = timed(lambda: vdim_nce(a, c, chunk=chunk).backward(), max(1, cfg.repeats // 2))
+            rows_per_chunk = min(b * n, max(1, chunk // n))
+            row = {"section": "scaling", "what": f"vdim_nce B={b} locations={n}x{n}", "seconds": sec,
+                   "score_block_mb": rows_per_chunk * b * n * 4 / 2 ** 20, "full_matrix_mb": (b * n) ** 2 * 4 / 2 ** 20}
+            if device.type == "cuda":
+                row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+            rows.append(row)
 
 
 def section_eval(cfg, rows, device):
@@ -270,6 +295,17 @@ SECTIONS = {"data": section_data, "train": section_train, "efficiency": section_
             "scaling": section_scaling}
 
 
+def markdown_tables(rows) -> str:
+    """One table per section, with only the columns that section fills."""
+    parts = []
+    for section in dict.fromkeys(r["section"] for r in rows):
+        sel = [{k: v for k, v in r.items() if k != "section"} for r in rows if r["section"] == section]
+        cols = list(dict.fromkeys(k for r in sel for k in r))
+        parts.append(f"### {section}\n\n" + tabulate([[r.get(c, "") for c in cols] for r in sel], headers=cols,
+                                                       tablefmt="github", floatfmt=".3g") + "\n")
+    return "\n".join(parts)
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="perf", version_base="1.3")
 @user_errors_exit
 def main(cfg) -> None:
@@ -290,7 +326,7 @@ def main(cfg) -> None:
     report = {"date": stamp, "device": dev, "torch": torch.__version__, "rows": rows}
     from benchmark.checkpoint import atomic_write_bytes, atomic_write_json
     atomic_write_json(out / "perf.json", report)
-    md = f"# perf {stamp} on {dev}\n\n" + tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3g") + "\n"
+    md = f"# perf {stamp} on {dev}, torch {torch.__version__}\n\n" + markdown_tables(rows)
     atomic_write_bytes(out / "perf.md", lambda f: f.write(md.encode()))
     print(md)
     print(f"wrote {out / 'perf.json'}")

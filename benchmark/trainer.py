@@ -136,8 +136,8 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         set_rng_state(state["rng"])
         start = int(state["step"])
         log.info("resumed from %s at step %d", resume, start)
-        if resume.parent != ckpt_dir and dist_info.is_main:
-            (resume.parent / "DONE").write_text(f"continued in {run_dir}\n")
+        if resume.parent != ckpt_dir and dist_info.is_main and not (resume.parent / "DONE").exists():
+            (resume.parent / "DONE").write_text(f"continued in {run_dir}\n")  # auto-resume skips it from now on
 
     def save(step: int, loss: Optional[float]) -> None:
         if dist_info.is_main:

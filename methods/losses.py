@@ -109,8 +109,11 @@ def _nce_chunk(a: torch.Tensor, c_all: torch.Tensor, c_own: torch.Tensor, own: t
     return loss, (raw_all ** 2).sum()
 
 
+VDIM_CHUNK = 32768  # anchors x consequent locations per chunk: 1.7x faster than 4096 at B=32, 343x343 on CPU
+
+
 def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 20.0, reg: float = 0.05,
-             chunk: int = 4096, offset: int = 0) -> torch.Tensor:
+             chunk: int = VDIM_CHUNK, offset: int = 0) -> torch.Tensor:
     """VDIM's infoNCE over all local-location pairs (paper eq. 3-4) with AMDIM's scores.
 
     ``antecedent``: ``[B, D, Na]`` (phi_j of view 1 at Na locations); ``consequent``:
@@ -124,7 +127,7 @@ def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 2
     over the B * Na * Nc positive pairs plus ``reg * mean(raw score^2)`` (AMDIM).
 
     Anchors are processed in chunks under activation checkpointing, so memory grows with
-    ``chunk x B x Nc``: linearly in the number of locations, not with ``(B Na)(B Nc)``.
+    ``chunk x Bc`` scores per block: linearly in the number of locations, not with ``(B Na)(B Nc)``.
     """
     b, d, na = antecedent.shape
     bc, nc = consequent.shape[0], consequent.shape[2]

@@ -136,7 +136,7 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
 @pytest.mark.slow
 def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     p = cli(["perf", "sections=[train,efficiency,eval,scaling]", "batch_size=2", "repeats=1", "workers=[0]",
-             "eval_videos=6", "eval_epochs_measured=2", "paper_resolution=false", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
+             "eval_videos=6", "eval_epochs_measured=2", "paper_resolution=false", "scaling_batches=[2,4]", "scaling_locations=[1,8]", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
              "encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", f"results_dir={tmp_path / 'perf'}"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads(next((tmp_path / "perf").glob("*/perf.json")).read_text())
@@ -172,13 +172,21 @@ def test_torchrun_two_processes_pretrain_and_evaluate(tmp_path, tiny_dataset):
 
 @pytest.mark.slow
 def test_evaluate_on_another_dataset_than_pretraining(tmp_path, tiny_dataset):
-    """Pretrain on the UCF-101 layout, evaluate on the HMDB-51 layout's split files (Table 3's shape)."""
-    p = cli(["run", f"dataset.root={tiny_dataset}", "trainer.steps=2", f"results_dir={tmp_path / 'r'}",
-             "eval.dataset=hmdb51", f"eval.dataset_root={tiny_dataset / 'hmdb51'}", *FAST], tmp_path)
+    """Pretrain on the UCF-101 layout; then re-evaluate that checkpoint, without pretraining
+    again, on the HMDB-51 layout's split files (Table 3's shape; the rho presets' UCF-101 step)."""
+    p = cli(["run", f"dataset.root={tiny_dataset}", "trainer.steps=2", f"results_dir={tmp_path / 'a'}", *FAST], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
-    assert result["pretrain"]["dataset"] == "synthetic"
-    assert [(e["protocol"], e["dataset"]) for e in result["evals"]] == [("knn", "hmdb51")]
+    first = json.loads(next((tmp_path / "a").glob("*/result.json")).read_text())
+    ckpt = next((tmp_path / "a").glob("*/checkpoints/last.pt"))
+    p = cli(["run", f"dataset.root={tiny_dataset}", "trainer.steps=2", f"results_dir={tmp_path / 'b'}",
+             f"trainer.resume={ckpt}", "eval.dataset=hmdb51", f"eval.dataset_root={tiny_dataset / 'hmdb51'}", *FAST],
+            tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    second = json.loads(next((tmp_path / "b").glob("*/result.json")).read_text())
+    assert second["pretrain"]["dataset"] == "synthetic" and second["pretrain"]["clips_seen"] == 0  # nothing retrained
+    assert second["pretrain"]["final_loss"] == first["pretrain"]["final_loss"]
+    assert [(e["protocol"], e["dataset"]) for e in second["evals"]] == [("knn", "hmdb51")]
+    assert (ckpt.parent / "DONE").read_text() == "pretraining finished\n"
 
 
 @pytest.mark.slow
