@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 
 SUBCOMMANDS = {
     "run": ("benchmark.run", "pretrain a method, evaluate it, write results/runs/<run-id>/result.json"),
@@ -19,7 +18,6 @@ SUBCOMMANDS = {
     "perf": ("benchmark.perf", "performance suite: data pipeline, train step, efficiency, eval, scaling"),
 }
 CONFIG_GROUPS = ("method", "encoder", "dataset", "eval", "trainer", "launcher", "experiment")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def usage() -> str:
@@ -41,7 +39,8 @@ def check_group_choices(args: list[str]) -> str | None:
             key = key[len("override "):]
         if key not in CONFIG_GROUPS or value in ("", "null"):
             continue
-        choices = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml") if not p.stem.startswith("_"))
+        from benchmark.cli_common import group_choices
+        choices = group_choices(key)
         for v in value.split(","):
             if v and v not in choices:
                 return f"unknown {key} '{v}'; valid choices: {', '.join(choices)}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -77,7 +78,7 @@ def leave_process_group(dist_info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def agree_on_run_dir(run_dir, dist_info: DistInfo):
+def agree_on_run_dir(run_dir: Path, dist_info: DistInfo) -> Path:
     """Rank 0's run folder for every rank. Each torchrun process resolves Hydra's time-stamped
     run id itself, and two processes can straddle a second; the run id of rank 0 wins, so the
     checkpoints, the skipped-video log and result.json live in one folder."""
@@ -85,4 +86,4 @@ def agree_on_run_dir(run_dir, dist_info: DistInfo):
         return run_dir
     shared = [str(run_dir)]
     dist.broadcast_object_list(shared, src=0)
-    return type(run_dir)(shared[0])
+    return Path(shared[0])

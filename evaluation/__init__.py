@@ -26,17 +26,12 @@ def eval_dataset_config(cfg):
     name = cfg.eval.dataset
     if name in (None, cfg.dataset.name):
         return cfg.dataset
-    from omegaconf import OmegaConf
-
-    from benchmark.cli_common import CONFIG_DIR
-    from benchmark.config import DatasetConfig, SyntheticConfig
+    from benchmark.cli_common import group_choices, group_config
     from benchmark.errors import unknown_choice
-    choices = sorted(p.stem for p in (Path(CONFIG_DIR) / "dataset").glob("[!_]*.yaml"))
+    choices = group_choices("dataset")
     if name not in choices:
         raise unknown_choice("eval.dataset", name, choices)
-    body = OmegaConf.load(Path(CONFIG_DIR) / "dataset" / f"{name}.yaml")
-    body.pop("defaults", None)
-    ds = OmegaConf.merge(OmegaConf.structured(SyntheticConfig if name == "synthetic" else DatasetConfig), body)
+    ds = group_config("dataset", name)
     if cfg.eval.dataset_root:
         ds.root = cfg.eval.dataset_root
     elif name != "synthetic":

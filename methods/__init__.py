@@ -26,17 +26,11 @@ METHODS: Dict[str, Type[Method]] = {
 
 def method_config(name: str, **overrides):
     """The method's YAML defaults (configs/method/<name>.yaml) with ``overrides`` merged in."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf, open_dict
 
-    from benchmark.cli_common import CONFIG_DIR
+    from benchmark.cli_common import group_config
 
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("run", overrides=[f"method={name}"])
-    method = cfg.method
+    method = group_config("method", name)
     with open_dict(method):
         for key, value in overrides.items():
             OmegaConf.update(method, key, value, merge=True)

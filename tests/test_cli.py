@@ -15,6 +15,7 @@ from conftest import ROOT, TINY_OVERRIDES
 BASE = ["encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", "method.head_dim=32", "trainer.batch_size=2",
         "trainer.num_workers=0", "trainer.progress=false"] + TINY_OVERRIDES
 FAST = BASE + ["eval.protocols=[knn]", "eval.splits=[1]", "eval.clips_per_video=1"]
+RHO_FAST = ["method=rho_simclr", "method.hidden_dim=64", "method.out_dim=32"] + [a for a in FAST if not a.startswith("method.")]
 
 
 def cli(args, tmp_path, env=None, **kw):
@@ -155,9 +156,8 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
 def test_torchrun_two_processes_pretrain_and_evaluate(tmp_path, tiny_dataset):
     """The documented multi-process command, end to end on CPU with gloo: DDP, sharded data, one result."""
     torchrun = Path(sys.executable).parent / "torchrun"
-    args = ["run", "method=rho_simclr", f"dataset.root={tiny_dataset}", f"results_dir={tmp_path / 'r'}",
-            "trainer.steps=3", "trainer.checkpoint_every=2", "trainer.threads=1", "method.hidden_dim=64",
-            "method.out_dim=32", "eval.linear.epochs=2", *[a for a in FAST if not a.startswith("method.")]]
+    args = ["run", f"dataset.root={tiny_dataset}", f"results_dir={tmp_path / 'r'}", "trainer.steps=3",
+            "trainer.checkpoint_every=2", "trainer.threads=1", "eval.linear.epochs=2", *RHO_FAST]
     e = {**os.environ, "VDIM_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "benchmark", *args], cwd=tmp_path,
                           env=e, capture_output=True, text=True, timeout=600)
@@ -194,9 +194,8 @@ def test_submitit_launcher_with_two_tasks_forms_one_process_group(tmp_path, tiny
     """`launcher=slurm` goes through hydra-submitit-launcher; its local executor runs the same
     job code with 2 tasks here, so the tasks must find each other as torchrun's would."""
     args = ["run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
-            "hydra.launcher.timeout_min=10", "method=rho_simclr", f"dataset.root={tiny_dataset}",
-            f"results_dir={tmp_path / 'r'}", "trainer.steps=2", "trainer.threads=1", "method.hidden_dim=64",
-            "method.out_dim=32", *[a for a in FAST if not a.startswith("method.")]]
+            "hydra.launcher.timeout_min=10", f"dataset.root={tiny_dataset}", f"results_dir={tmp_path / 'r'}",
+            "trainer.steps=2", "trainer.threads=1", *RHO_FAST]
     p = cli(args, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     results = list((tmp_path / "r").glob("*_sweep/*/result.json"))

@@ -17,13 +17,11 @@ from torch import nn
 
 from encoders import build_encoder
 from methods import build_method
+from test_methods import OVERRIDES as METHOD_OVERRIDES, TINY
 
 WORLD = 2
 PER_RANK = 2
-TINY = dict(ndf=8, n_1x1=0, head_dim=32)
-SMALL_HEADS = {"hidden_dim": 64, "out_dim": 32, "predictor_hidden_dim": 64}
-OVERRIDES = {"vdim": {"head_dim": 32}, "rho_simclr": SMALL_HEADS, "rho_moco": {**SMALL_HEADS, "queue_size": 40},
-             "rho_byol": SMALL_HEADS, "rho_swav": {**SMALL_HEADS, "prototypes": 16}}
+OVERRIDES = {k: v for k, v in METHOD_OVERRIDES.items() if k != "supervised"}  # the self-supervised methods
 
 
 def _method(name: str) -> nn.Module:

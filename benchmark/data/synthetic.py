@@ -38,7 +38,7 @@ from typing import Dict, List, Tuple
 
 import av
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 CLASSES = ["HorizontalSlide", "VerticalSlide", "Spin", "Pulse", "Shake", "Orbit", "Approach", "Bounce"]
 FORMAT_VERSION = 5
