@@ -166,7 +166,7 @@ class TrainerConfig:
     log_every: int = 10
     sync_bn: bool = False
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the encoder (in place); measured by `perf` (train section)
     progress: bool = True
 
 
@@ -258,6 +258,7 @@ class PerfConfig:
     repeats: int = 3
     workers: List[int] = field(default_factory=lambda: [0, 2])
     sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
+    levers: List[str] = field(default_factory=lambda: ["channels_last", "compile", "one_thread"])
     paper_resolution: bool = True
     eval_videos: int = 32
     eval_epochs_measured: int = 3

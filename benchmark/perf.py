@@ -5,7 +5,9 @@ vs PyTorchVideo's ``Ucf101`` with stock transforms on the same files), ``train``
 of forward + backward + step per method, fp32 and bf16, vs PyTorchVideo's reference
 ``SimCLR`` and ``BYOL`` on the same backbone), ``efficiency`` (achieved FLOP/s as a share of the
 measured matmul peak), ``eval`` (linear probe on cached features vs recomputing them every
-epoch), ``scaling`` (time of the VDIM loss as batch and locations grow). Writes
+epoch), ``scaling`` (time of the VDIM loss as batch and locations grow). Levers are rows
+beside what they change: decoding once per sample (data), channels-last, ``torch.compile``
+and the thread count (``levers=[...]``, train), bf16 autocast (every train row). Writes
 ``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from tabulate import tabulate
 
@@ -60,6 +63,7 @@ def section_data(cfg, rows):
             clips = sum(len(b["views"]) * b["views"][0].shape[0] for b in DataLoader(stream, batch_size=None, num_workers=w))
             rows.append({"section": "data", "what": f"ours {mname} views", "workers": w,
                          "clips_per_s": clips / (time.perf_counter() - t)})
+    rows.append(decode_once_lever(cfg, records))
     from pytorchvideo.data import Ucf101, make_clip_sampler
     from pytorchvideo.transforms import ApplyTransformToKey, UniformTemporalSubsample
     from torchvision.transforms import Compose, Lambda, RandomResizedCrop
@@ -82,6 +86,32 @@ def section_data(cfg, rows):
                      for what in ("ours vdim views", "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"))
         rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w,
                      **against_target(ours / ref, TARGET_DATA)})
+
+
+def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
+    """The decode-once lever, in this process: VDIM's two views from one decode of the frames they
+    span (:func:`benchmark.data.datasets.load_views`) against one decode per view."""
+    from benchmark.data.datasets import load_views
+    from benchmark.data.decode import decode_frames
+    from benchmark.data.pipeline import train_sampler
+    from methods import method_config
+    mcfg = method_config("vdim", views={"frames": cfg.encoder.frames})
+    mcfg.augment.crop_size = cfg.encoder.size
+    index_fn, view_fn = train_sampler(mcfg, cfg.encoder)
+    paths = [r.path for r in records[:n_videos]]
+
+    def per_view(path, rng):
+        from benchmark.data.decode import probe
+        views = index_fn(probe(path)[0], rng)
+        return [view_fn(decode_frames(path, v), k) for k, v in enumerate(views)]
+
+    rate = {}
+    for name, load in (("once", lambda p, rng: load_views(p, index_fn, view_fn, rng)), ("per view", per_view)):
+        rng = np.random.default_rng(0)
+        sec = timed(lambda: [load(p, rng) for p in paths], 1)
+        rate[name] = 2 * len(paths) / sec
+    return {"section": "data", "what": "ours vdim views, decode once per sample (vs once per view)", "workers": 0,
+            "clips_per_s": rate["once"], "ratio": rate["once"] / rate["per view"]}
 
 
 TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one
@@ -113,19 +143,33 @@ def train_step_rate(model_fn, params, clips: int, device, precision: str, repeat
     return clips / timed(step, repeats)
 
 
-def ours_step_rate(cfg, mname: str, views, device, precision: str, channels_last: bool = False) -> float:
-    """Clips/s of one of our methods' training step on ``views``; ``channels_last`` is the
-    channels-last 3-D memory-format lever (``trainer.channels_last``)."""
+def ours_step_rate(cfg, mname: str, views, device, precision: str, lever: str = "none") -> float:
+    """Clips/s of one of our methods' training step on ``views``, with one lever on: ``channels_last``
+    (3-D memory format, ``trainer.channels_last``), ``compile`` (``torch.compile`` of the encoder,
+    ``trainer.compile``; compiled in the warm-up step, not timed) or ``one_thread`` (torch on one
+    thread instead of one per core, ``trainer.threads``)."""
     from encoders import build_encoder_from_config
     from methods import build_method
     torch.manual_seed(0)
     kw = {"queue_size": 4096} if mname == "rho_moco" else {}
     m = build_method(mname, build_encoder_from_config(cfg.encoder), **kw).to(device).train()
-    if channels_last:
+    if lever == "channels_last":
         m = m.to(memory_format=torch.channels_last_3d)
         views = [v.contiguous(memory_format=torch.channels_last_3d) for v in views]
-    return train_step_rate(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad],
-                           views[0].shape[0] * len(views), device, precision, cfg.repeats)
+    if lever == "compile":
+        m.encoder.compile()
+    threads = torch.get_num_threads()
+    if lever == "one_thread":
+        torch.set_num_threads(1)
+    try:
+        return train_step_rate(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad],
+                               views[0].shape[0] * len(views), device, precision, cfg.repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# The levers measured on the VDIM step (issue "Performance"), each against the plain step.
+STEP_LEVERS = {"channels_last": "channels_last_3d", "compile": "torch.compile", "one_thread": "1 torch thread"}
 
 
 def section_train(cfg, rows, device):
@@ -136,8 +180,17 @@ def section_train(cfg, rows, device):
         for mname in ("vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav"):
             rows.append({"section": "train", "what": f"ours {mname}", "precision": precision,
                          "clips_per_s": ours_step_rate(cfg, mname, views, device, precision)})
-        rows.append({"section": "train", "what": "ours vdim, channels_last_3d", "precision": precision,
-                     "clips_per_s": ours_step_rate(cfg, "vdim", views, device, precision, channels_last=True)})
+        for lever, label in STEP_LEVERS.items():
+            if lever not in cfg.levers or (lever == "one_thread" and (device.type == "cuda" or torch.get_num_threads() == 1)):
+                continue
+            row = {"section": "train", "what": f"ours vdim, {label}", "precision": precision}
+            try:
+                rate = ours_step_rate(cfg, "vdim", views, device, precision, lever)
+            except Exception as ex:  # e.g. torch.compile without a working C++ toolchain: report, do not fail
+                rows.append({**row, "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]})
+                continue
+            plain = next(r["clips_per_s"] for r in rows if r["what"] == "ours vdim" and r["precision"] == precision)
+            rows.append({**row, "clips_per_s": rate, "ratio": rate / plain})
         for name, build in REFERENCES.items():
             try:
                 torch.manual_seed(0)

@@ -123,6 +123,7 @@ def run(cfg) -> dict:
     seed_everything(cfg.seed)  # identical initial weights on every rank
     encoder = build_encoder_from_config(cfg.encoder)
     params_m = sum(p.numel() for p in encoder.parameters()) / 1e6
+    gflops = count_flops(encoder, cfg.encoder.frames, cfg.encoder.size)  # before trainer.compile: fvcore traces eager
     method = build_method(cfg.method.name, encoder, num_classes=len(classes), cfg=cfg.method)
     metrics = MetricsLog(run_dir, dist_info.is_main)
     pre = None
@@ -140,7 +141,7 @@ def run(cfg) -> dict:
         "run_id": run_dir.name, "created": created, "git_commit": git_commit(),
         "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
         "params_reported_m": cfg.encoder.get("params_reported_m"),
-        "gflops_per_clip": round(count_flops(encoder, cfg.encoder.frames, cfg.encoder.size), 3),
+        "gflops_per_clip": round(gflops, 3),
         "input": {"frames": cfg.encoder.frames, "size": cfg.encoder.size},
         "experiment": cfg.get("experiment_name"),
         "pretrain": {"dataset": cfg.dataset.name, "split": pre_split, "subset": subset,

@@ -116,6 +116,8 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
     method.to(device)
     if t.channels_last:
         method.to(memory_format=torch.channels_last_3d)
+    if t.compile:
+        method.encoder.compile()  # in place: state_dict keys and checkpoints stay the same
     model = method
     if dist_info.world_size > 1:
         if t.sync_bn:

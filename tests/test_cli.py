@@ -136,7 +136,7 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
 
 @pytest.mark.slow
 def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
-    p = cli(["perf", "sections=[train,efficiency,eval,scaling]", "batch_size=2", "repeats=1", "workers=[0]",
+    p = cli(["perf", "sections=[train,efficiency,eval,scaling]", "levers=[channels_last]", "batch_size=2", "repeats=1", "workers=[0]",
              "eval_videos=6", "eval_epochs_measured=2", "paper_resolution=false", "scaling_batches=[2,4]", "scaling_locations=[1,8]", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
              "encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", f"results_dir={tmp_path / 'perf'}"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -150,6 +150,26 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     assert all(r["ratio"] > 0 and r["met"] == (r["ratio"] >= r["target"]) for r in ratios)
     assert all(r["clips_per_s"] > 0 for r in report["rows"] if "clips_per_s" in r)
     assert all(0 < r["fraction_of_peak"] for r in report["rows"] if r["section"] == "efficiency")
+    levers = [r for r in report["rows"] if r["what"] == "ours vdim, channels_last_3d"]
+    plain = {r["precision"]: r["clips_per_s"] for r in report["rows"] if r["what"] == "ours vdim"}
+    assert {r["precision"] for r in levers} == {"fp32", "bf16"}
+    assert all(r["ratio"] == pytest.approx(r["clips_per_s"] / plain[r["precision"]]) for r in levers)
+    assert not any("torch.compile" in r["what"] for r in report["rows"])  # only the levers asked for
+
+
+@pytest.mark.slow
+def test_compiled_encoder_trains_and_checkpoints_like_eager(tmp_path, tiny_dataset):
+    """trainer.compile=true: torch.compile of the encoder in place; checkpoint keys stay the eager ones,
+    so a compiled run's checkpoint loads into an eager encoder."""
+    import torch
+
+    p = cli(["run", f"dataset.root={tiny_dataset}", f"results_dir={tmp_path / 'r'}", "trainer.steps=2",
+             "trainer.compile=true", "trainer.precision=fp32", *FAST], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
+    assert result["pretrain"]["steps"] == 2 and math.isfinite(result["pretrain"]["final_loss"])
+    state = torch.load(next((tmp_path / "r").glob("*/checkpoints/last.pt")), weights_only=False)["model"]
+    assert not any("_orig_mod" in k for k in state) and any(k.startswith("encoder.") for k in state)
 
 
 @pytest.mark.slow
