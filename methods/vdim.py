@@ -14,6 +14,7 @@ undefined, so the option fails with a clear message instead of silently doing no
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -22,6 +23,8 @@ from torch import nn
 from methods.base import Method, gather_with_grad, rank
 from methods.heads import LocalMLP
 from methods.losses import vdim_nce
+
+log = logging.getLogger(__name__)
 
 
 def temporal_difference(x: torch.Tensor) -> torch.Tensor:
@@ -60,6 +63,10 @@ class VDIM(Method):
             if not (l == list(shapes)[-2] and own_phi8 is not None and own_phi8.out_bn.num_features == cfg.head_dim)
         })
         self.shared_phi = {l: own_phi8 for l in layers if l not in self.phi}
+        if own_phi8 is not None and not self.shared_phi:
+            log.warning("VDIM: method.head_dim=%d differs from the encoder's phi_8 (%d): the loss trains its own phi_8 "
+                        "and evaluation reads an untrained one; set encoder.head_dim=%d to evaluate phi_8 o Psi (sec. 4.1)",
+                        cfg.head_dim, own_phi8.out_bn.num_features, cfg.head_dim)
 
     def project(self, feats: Dict[str, torch.Tensor], layer: str, consequent: bool) -> torch.Tensor:
         x = feats[layer]

@@ -136,13 +136,20 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
 
 @pytest.mark.slow
 def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
-    p = cli(["perf", "sections=[train,efficiency,eval,scaling]", "levers=[channels_last]", "batch_size=2", "repeats=1", "workers=[0]",
+    p = cli(["perf", "sections=[data,train,efficiency,eval,scaling]", "levers=[channels_last]", "batch_size=2", "repeats=1", "workers=[0]",
              "eval_videos=6", "eval_epochs_measured=2", "paper_resolution=false", "scaling_batches=[2,4]", "scaling_locations=[1,8]", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
              "encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", f"results_dir={tmp_path / 'perf'}"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads(next((tmp_path / "perf").glob("*/perf.json")).read_text())
     sections = {r["section"] for r in report["rows"]}
-    assert sections == {"train", "efficiency", "eval", "scaling"} and report["device"]
+    assert sections == {"data", "train", "efficiency", "eval", "scaling", "summary"} and report["device"]
+    data = {r["what"]: r for r in report["rows"] if r["section"] == "data"}
+    assert {"ours vdim views", "ours rho_simclr views"} <= set(data)
+    once = next(r for w, r in data.items() if w.startswith("ours vdim views, decode once"))
+    assert once["clips_per_s"] > 0 and once["ratio"] > 0
+    step = next(r["clips_per_s"] for r in report["rows"] if r["what"] == "ours vdim" and r["precision"] == "bf16")
+    summary = next(r for r in report["rows"] if r["section"] == "summary")
+    assert summary["ratio"] == pytest.approx(data["ours vdim views"]["clips_per_s"] / step)
     assert all(r["seconds"] > 0 for r in report["rows"] if r["section"] in ("eval", "scaling"))
     assert len([r for r in report["rows"] if "speedup_of_cache" in r]) == 2
     ratios = [r for r in report["rows"] if r["what"].startswith("ours rho_") and "/ PyTorchVideo" in r["what"]]

@@ -86,3 +86,18 @@ def test_unknown_method():
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="valid choices"):
         build_method("nope", build_encoder("vdim_small", **TINY))
+
+
+def test_default_vdim_trains_the_phi8_that_evaluation_reads():
+    """The embedded default (vdim_small + method vdim): the loss's phi_8 is the encoder's own global head,
+    so the linear probe evaluates phi_8 o Psi as trained (VDIM sec. 4.1), not a randomly initialised phi_8."""
+    from conftest import compose_run
+    from encoders import build_encoder_from_config
+
+    cfg = compose_run([])
+    enc = build_encoder_from_config(cfg.encoder)
+    m = build_method("vdim", enc, cfg=cfg.method)
+    assert "block8" in m.shared_phi and "block8" not in m.phi
+    views = [torch.randn(2, 3, cfg.encoder.frames, cfg.encoder.size, cfg.encoder.size) for _ in range(2)]
+    m(views)["loss"].backward()
+    assert enc.global_head.phi.shortcut.weight.grad.abs().sum() > 0

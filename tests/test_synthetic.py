@@ -30,3 +30,22 @@ def test_motion_not_appearance_decides_class(tiny_dataset):
     for p in sorted((Path(tiny_dataset) / "UCF-101").glob("*/*.avi"))[:8]:
         f = decode_frames(str(p), [0, 4]).float()
         assert (f[0] - f[1]).abs().mean() > 0.5
+
+
+def test_actor_brightness_opposes_the_background():
+    """Format 6: the actor's luma is on the other side of the background's, with a margin, in every video."""
+    import numpy as np
+
+    from benchmark.data.synthetic import _background, _sprite
+
+    rng = np.random.default_rng(0)
+    luma = np.array([0.299, 0.587, 0.114])
+    for i in range(40):
+        dark = i % 2 == 0
+        bg = np.asarray(_background(rng, 48, dark)).astype(float) @ luma
+        sprite = np.asarray(_sprite(rng, 24, i % 8, dark)).astype(float)
+        actor = sprite[..., :3][sprite[..., 3] == 255] @ luma
+        if dark:
+            assert np.percentile(bg, 99) < np.percentile(actor, 1) - 30, i
+        else:
+            assert np.percentile(bg, 1) > np.percentile(actor, 99) + 30, i
