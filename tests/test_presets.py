@@ -67,3 +67,18 @@ def test_preset_runs_one_step_on_synthetic_videos(name, tmp_path, tiny_dataset):
     result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
     assert result["experiment"] == name and result["pretrain"]["steps"] == 1
     assert result["pretrain"]["final_loss"] is not None and result["evals"] == []
+
+
+@pytest.mark.parametrize("method", ["vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav"])
+def test_synthetic_data_gets_full_hue_jitter_and_real_data_the_papers(method):
+    """configs/data_augment/<dataset>.yaml adjusts colour strength by dataset for every method; a dataset
+    without one (UCF-101, the paper presets) keeps the method's paper augmentation; the command line wins."""
+    paper = OmegaConf.load(ROOT / "configs" / "method" / ("vdim.yaml" if method == "vdim" else "_rho_common.yaml")).augment
+    synthetic = compose_run([f"method={method}"]).method.augment
+    assert (synthetic.hue, synthetic.grayscale_p) == (0.5, 0.5)
+    assert synthetic.brightness == paper.brightness and synthetic.crop_area == paper.crop_area  # nothing else moves
+    for overrides in ([f"method={method}", "dataset=ucf101", "dataset.root=/x"], ["experiment=vdim_ucf101_table2", "dataset.root=/x"]):
+        real = compose_run(overrides).method.augment
+        want = paper if overrides[0].startswith("method") else OmegaConf.load(ROOT / "configs" / "method" / "vdim.yaml").augment
+        assert (real.hue, real.grayscale_p) == (want.hue, want.grayscale_p)
+    assert compose_run([f"method={method}", "method.augment.hue=0.2"]).method.augment.hue == 0.2
