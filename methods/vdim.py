@@ -58,12 +58,11 @@ class VDIM(Method):
                                 f"{flat[0]} has T'={shapes[flat[0]][2]}; use method.consequent=[block6] or "
                                 f"method.temporal_difference=false")
         own_phi8 = getattr(getattr(encoder, "global_head", None), "phi", None)
-        self.phi = nn.ModuleDict({
-            l: LocalMLP(shapes[l][1], cfg.head_dim) for l in layers
-            if not (l == list(shapes)[-2] and own_phi8 is not None and own_phi8.out_bn.num_features == cfg.head_dim)
-        })
+        last = list(shapes)[-2]  # the block the encoder's phi_8 reads ("global" comes after it)
+        shares = own_phi8 is not None and own_phi8.out_bn.num_features == cfg.head_dim
+        self.phi = nn.ModuleDict({l: LocalMLP(shapes[l][1], cfg.head_dim) for l in layers if not (l == last and shares)})
         self.shared_phi = {l: own_phi8 for l in layers if l not in self.phi}
-        if own_phi8 is not None and not self.shared_phi:
+        if own_phi8 is not None and last in layers and not shares:
             log.warning("VDIM: method.head_dim=%d differs from the encoder's phi_8 (%d): the loss trains its own phi_8 "
                         "and evaluation reads an untrained one; set encoder.head_dim=%d to evaluate phi_8 o Psi (sec. 4.1)",
                         cfg.head_dim, own_phi8.out_bn.num_features, cfg.head_dim)
