@@ -134,7 +134,7 @@ class RhoMethodConfig(MethodConfig):
     prototypes: int = 1000
     sinkhorn_eps: float = 0.05
     sinkhorn_iters: int = 3
-    freeze_prototypes_steps: int = 0
+    freeze_prototypes_steps: Optional[int] = 0  # null: one epoch of the pretraining data (SwAV)
 
 
 @dataclass

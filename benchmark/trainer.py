@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         method.to(memory_format=torch.channels_last_3d)
     if t.compile:
         method.encoder.compile()  # in place: state_dict keys and checkpoints stay the same
+    method.set_epoch_steps(math.ceil(len(records) / (t.batch_size * dist_info.world_size)))
     model = method
     if dist_info.world_size > 1:
         if t.sync_bn:

@@ -85,5 +85,9 @@ class Method(nn.Module):
         self.tau.fill_(tau)
         return {"tau": tau}
 
+    def set_epoch_steps(self, steps: int) -> None:
+        """Told once by the trainer before training: optimizer steps in one epoch of the pretraining
+        data (iterable video streams have no epochs of their own)."""
+
     def before_optimizer_step(self, step: int) -> None:
         """Called after backward, before the optimizer step (e.g. SwAV's frozen prototypes)."""

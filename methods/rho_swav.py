@@ -26,6 +26,10 @@ class RhoSwAV(RhoMethod):
         assign = tuple(range(min(2, len(scores))))
         return {"loss": swav_loss(scores, self.cfg.temperature, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iters, assign)}
 
+    def set_epoch_steps(self, steps: int) -> None:
+        if self.cfg.freeze_prototypes_steps is None:
+            self.cfg.freeze_prototypes_steps = steps  # the reference freezes prototypes for the first epoch
+
     def before_optimizer_step(self, step: int) -> None:
-        if step < self.cfg.freeze_prototypes_steps and self.prototypes.weight.grad is not None:
+        if step < (self.cfg.freeze_prototypes_steps or 0) and self.prototypes.weight.grad is not None:
             self.prototypes.weight.grad = None  # prototypes frozen during the first epoch

@@ -101,3 +101,18 @@ def test_default_vdim_trains_the_phi8_that_evaluation_reads():
     views = [torch.randn(2, 3, cfg.encoder.frames, cfg.encoder.size, cfg.encoder.size) for _ in range(2)]
     m(views)["loss"].backward()
     assert enc.global_head.phi.shortcut.weight.grad.abs().sum() > 0
+
+
+def test_swav_freezes_prototypes_for_one_epoch_by_default():
+    """freeze_prototypes_steps: null (the default) = one epoch, told by the trainer through set_epoch_steps."""
+    torch.manual_seed(0)
+    m = build_method("rho_swav", build_encoder("vdim_small", **TINY), **{**OVERRIDES["rho_swav"]})
+    assert m.cfg.freeze_prototypes_steps is None
+    m.set_epoch_steps(21)
+    for step, frozen in ((0, True), (20, True), (21, False)):
+        m.zero_grad()
+        m(_views(), None)["loss"].backward()
+        m.before_optimizer_step(step)
+        assert (m.prototypes.weight.grad is None) == frozen, step
+    other = _make("rho_moco")
+    other.set_epoch_steps(21)  # a no-op for methods without an epoch-based setting
