@@ -92,7 +92,7 @@ def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
     """The decode-once lever, in this process: VDIM's two views from one decode of the frames they
     span (:func:`benchmark.data.datasets.load_views`) against one decode per view."""
     from benchmark.data.datasets import load_views
-    from benchmark.data.decode import decode_frames
+    from benchmark.data.decode import decode_frames, probe
     from benchmark.data.pipeline import train_sampler
     from methods import method_config
     mcfg = method_config("vdim", views={"frames": cfg.encoder.frames})
@@ -101,7 +101,6 @@ def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
     paths = [r.path for r in records[:n_videos]]
 
     def per_view(path, rng):
-        from benchmark.data.decode import probe
         views = index_fn(probe(path)[0], rng)
         return [view_fn(decode_frames(path, v), k) for k, v in enumerate(views)]
 
