@@ -45,20 +45,27 @@ def matmul_peak(device, dtype, n=2048) -> float:
     return 2 * n ** 3 / sec
 
 
+def pretrain_sampler(cfg, mname: str):
+    """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler at the perf encoder's input."""
+    from benchmark.data.pipeline import train_sampler
+    from methods import method_config
+    mcfg = method_config(mname, **({"views": {"frames": cfg.encoder.frames}} if mname == "vdim" else
+                                   {"clips": {"frames": cfg.encoder.frames, "stride": cfg.dataset.frame_stride}}))
+    mcfg.augment.crop_size = cfg.encoder.size
+    return train_sampler(mcfg, cfg.encoder)
+
+
 def section_data(cfg, rows):
     from benchmark import compat  # noqa: F401
     from benchmark.data.datasets import PretrainStream
-    from benchmark.data.pipeline import records_for, train_sampler
-    from methods import method_config
+    from benchmark.data.pipeline import records_for
     from torch.utils.data import DataLoader
     records, _ = records_for(cfg.dataset, 1, "train")
     n_batches = 4
     for mname in ("vdim", "rho_simclr"):
-        mcfg = method_config(mname, **({"views": {"frames": cfg.encoder.frames}} if mname == "vdim" else
-                                       {"clips": {"frames": cfg.encoder.frames, "stride": cfg.dataset.frame_stride}}))
-        mcfg.augment.crop_size = cfg.encoder.size
+        sampler = pretrain_sampler(cfg, mname)
         for w in cfg.workers:
-            stream = PretrainStream(records, *train_sampler(mcfg, cfg.encoder), cfg.batch_size, n_batches, 0)
+            stream = PretrainStream(records, *sampler, cfg.batch_size, n_batches, 0)
             t = time.perf_counter()
             clips = sum(len(b["views"]) * b["views"][0].shape[0] for b in DataLoader(stream, batch_size=None, num_workers=w))
             rows.append({"section": "data", "what": f"ours {mname} views", "workers": w,
@@ -93,11 +100,7 @@ def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
     span (:func:`benchmark.data.datasets.load_views`) against one decode per view."""
     from benchmark.data.datasets import load_views
     from benchmark.data.decode import decode_frames, probe
-    from benchmark.data.pipeline import train_sampler
-    from methods import method_config
-    mcfg = method_config("vdim", views={"frames": cfg.encoder.frames})
-    mcfg.augment.crop_size = cfg.encoder.size
-    index_fn, view_fn = train_sampler(mcfg, cfg.encoder)
+    index_fn, view_fn = pretrain_sampler(cfg, "vdim")
     paths = [r.path for r in records[:n_videos]]
 
     def per_view(path, rng):
