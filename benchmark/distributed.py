@@ -57,11 +57,12 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
     """The mean of a tensor over all processes (itself when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    from methods.base import world_size
+    if world_size() == 1:
         return x
     x = x.clone()
     dist.all_reduce(x)
-    return x / dist.get_world_size()
+    return x / world_size()
 
 
 def check_sync_bn(sync_bn: bool, device: torch.device) -> None:

@@ -3,17 +3,21 @@
 Sections (``sections=[...]``): ``data`` (clips/s of decode + views + augmentation, ours
 vs PyTorchVideo's ``Ucf101`` with stock transforms on the same files), ``train`` (clips/s
 of forward + backward + step per method, fp32 and bf16, vs PyTorchVideo's reference
-``SimCLR`` and ``BYOL`` on the same backbone), ``efficiency`` (achieved FLOP/s as a share of the
-measured matmul peak), ``eval`` (linear probe on cached features vs recomputing them every
-epoch), ``scaling`` (time of the VDIM loss as batch and locations grow). Levers are rows
-beside what they change: decoding once per sample (data), channels-last, ``torch.compile``
-and the thread count (``levers=[...]``, train), bf16 autocast (every train row). Writes
-``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``.
+``SimCLR`` and ``BYOL`` on the same backbone, all steps timed in turns so that each meets the
+same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured matmul peak),
+``eval`` (linear probe on cached features vs recomputing them every epoch), ``scaling`` (time
+of the VDIM loss as batch and locations grow). "Ours" is the step as the trainer runs it
+(``trainer.channels_last``, ``trainer.compile``); the references run as PyTorchVideo does.
+Levers are rows beside what they change: decoding once per sample (data), channels-last,
+``torch.compile`` and the thread count, each flipped from the trainer's setting
+(``levers=[...]``, train), bf16 autocast (every train row). Writes ``perf.json`` and
+``perf.md`` under ``results_dir/<time>_<device>/``.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -30,13 +34,17 @@ def against_target(ratio: float, target: float) -> dict:
     return {"ratio": ratio, "target": target, "met": ratio >= target, "missed_by": max(0.0, target - ratio)}
 
 
-def timed(fn, repeats: int, warmup: int = 1) -> float:
+def timed(fn, repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``repeats`` calls after ``warmup`` untimed ones (the first calls of a
+    shape build oneDNN primitives and grow the allocator; the median ignores a stray slow call)."""
     for _ in range(warmup):
         fn()
-    t = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / repeats
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def matmul_peak(device, dtype, n=2048) -> float:
@@ -130,80 +138,124 @@ def bottleneck_rows(rows):
              "ratio": max(data) / step[0], "met": max(data) / step[0] > 1}]
 
 
-def train_step_rate(model_fn, params, clips: int, device, precision: str, repeats: int) -> float:
+def step_fn(model_fn, params, device, precision: str, threads: int | None = None):
+    """One training step as a callable: forward under the precision's autocast, backward, SGD
+    step (and a CUDA sync, so the time is the step's). ``threads``: torch threads during it."""
     from benchmark.trainer import autocast_for
     opt = torch.optim.SGD(params, lr=1e-3)
 
     def step():
-        with autocast_for(device, precision):
-            loss = model_fn()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return clips / timed(step, repeats)
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            with autocast_for(device, precision):
+                loss = model_fn()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        finally:
+            torch.set_num_threads(before)
+    return step
 
 
-def ours_step_rate(cfg, mname: str, views, device, precision: str, lever: str = "none") -> float:
-    """Clips/s of one of our methods' training step on ``views``, with one lever on: ``channels_last``
-    (3-D memory format, ``trainer.channels_last``), ``compile`` (``torch.compile`` of the encoder,
-    ``trainer.compile``; compiled in the warm-up step, not timed) or ``one_thread`` (torch on one
-    thread instead of one per core, ``trainer.threads``)."""
+def train_step_rate(model_fn, params, clips: int, device, precision: str, repeats: int) -> float:
+    return clips / timed(step_fn(model_fn, params, device, precision), repeats)
+
+
+def rates_in_turns(steps: dict, repeats: int, warmup: int = 2) -> dict:
+    """Clips/s of each ``name: (step, clips)``, timed in turns, one call of each per round,
+    so that every candidate meets the same machine state (clock, caches, background load);
+    a candidate measured alone after another is up to 15% off on this CPU. Median per step."""
+    for step, _ in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, (step, _) in steps.items():
+            t = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t)
+    return {name: clips / statistics.median(times[name]) for name, (_, clips) in steps.items()}
+
+
+def ours_step(cfg, mname: str, views, device, precision: str, channels_last: bool, compile: bool,
+              threads: int | None = None):
+    """``(step, clips)`` of one of our methods as the trainer runs it: ``channels_last`` and
+    ``compile`` as ``trainer.channels_last`` / ``trainer.compile`` (compiled in the untimed
+    warm-up), ``threads`` as ``trainer.threads``."""
+    from benchmark.trainer import apply_speed_levers, in_layout
     from encoders import build_encoder_from_config
     from methods import build_method
     torch.manual_seed(0)
     kw = {"queue_size": 4096} if mname == "rho_moco" else {}
     m = build_method(mname, build_encoder_from_config(cfg.encoder), **kw).to(device).train()
-    if lever == "channels_last":
-        m = m.to(memory_format=torch.channels_last_3d)
-        views = [v.contiguous(memory_format=torch.channels_last_3d) for v in views]
-    if lever == "compile":
-        m.encoder.compile()
-    threads = torch.get_num_threads()
-    if lever == "one_thread":
-        torch.set_num_threads(1)
-    try:
-        return train_step_rate(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad],
-                               views[0].shape[0] * len(views), device, precision, cfg.repeats)
-    finally:
-        torch.set_num_threads(threads)
+    apply_speed_levers(m, channels_last, compile)
+    views = in_layout(views, channels_last)
+    step = step_fn(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad], device, precision, threads)
+    return step, views[0].shape[0] * len(views)
 
 
-# The levers measured on the VDIM step (issue "Performance"), each against the plain step.
-STEP_LEVERS = {"channels_last": "channels_last_3d", "compile": "torch.compile", "one_thread": "1 torch thread"}
+def reference_step(build, cfg, views, device, precision: str):
+    """``(step, clips)`` of a PyTorchVideo reference model on our backbone, as PyTorchVideo runs it:
+    contiguous layout, eager, the process's threads."""
+    from encoders import build_encoder_from_config
+    torch.manual_seed(0)
+    ref = build(build_encoder_from_config(cfg.encoder).to(device)).to(device)
+    step = step_fn(lambda: ref(views[0], views[1]), [p for p in ref.parameters() if p.requires_grad], device, precision)
+    return step, 2 * views[0].shape[0]
+
+
+METHODS = ("vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav")
+
+
+def lever_variants(cfg, device) -> dict:
+    """The levers measured on the VDIM step, each flipped from the trainer's default:
+    label -> keyword overrides of :func:`ours_step`."""
+    t = cfg.trainer
+    out = {}
+    if "channels_last" in cfg.levers:
+        out[f"channels_last_3d {'off' if t.channels_last else 'on'}"] = {"channels_last": not t.channels_last}
+    if "compile" in cfg.levers:
+        out[f"torch.compile {'off' if t.compile else 'on'}"] = {"compile": not t.compile}
+    if "one_thread" in cfg.levers and device.type != "cuda" and torch.get_num_threads() > 1:
+        out["1 torch thread"] = {"threads": 1}
+    return out
 
 
 def section_train(cfg, rows, device):
-    from encoders import build_encoder_from_config
-    b, e = cfg.batch_size, cfg.encoder
+    """Every method's step and PyTorchVideo's SimCLR and BYOL on the same backbone and batch, per
+    precision, all timed in turns (:func:`rates_in_turns`). "ours" is the step as the trainer
+    runs it (``trainer.channels_last``, ``trainer.compile``); each lever row flips one of them."""
+    b, e, t = cfg.batch_size, cfg.encoder, cfg.trainer
     views = [torch.randn(b, 3, e.frames, e.size, e.size, device=device) for _ in range(2)]
+    default = {"channels_last": t.channels_last, "compile": t.compile}
     for precision in ("fp32", "bf16"):
-        for mname in ("vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav"):
-            rows.append({"section": "train", "what": f"ours {mname}", "precision": precision,
-                         "clips_per_s": ours_step_rate(cfg, mname, views, device, precision)})
-        for lever, label in STEP_LEVERS.items():
-            if lever not in cfg.levers or (lever == "one_thread" and (device.type == "cuda" or torch.get_num_threads() == 1)):
+        builders = {f"ours {m}": (lambda m=m: ours_step(cfg, m, views, device, precision, **default)) for m in METHODS}
+        builders.update({f"ours vdim, {label}": (lambda kw=kw: ours_step(cfg, "vdim", views, device, precision, **{**default, **kw}))
+                         for label, kw in lever_variants(cfg, device).items()})
+        builders.update({f"{name} (reference)": (lambda build=build: reference_step(build, cfg, views, device, precision))
+                         for name, build in REFERENCES.items()})
+        steps, notes = {}, {}
+        for name, build in builders.items():
+            try:  # built and run once here, so that one that cannot run is reported, not fatal
+                steps[name] = build()  # (torch.compile without a C++ toolchain, a changed reference API)
+                steps[name][0]()
+            except Exception as ex:
+                steps.pop(name, None)
+                notes[name] = f"unavailable: {type(ex).__name__}: {ex}"[:120]
+        rates = rates_in_turns(steps, cfg.repeats, warmup=1)
+        for name in builders:
+            row = {"section": "train", "what": name, "precision": precision}
+            if name in notes:
+                rows.append({**row, "note": notes[name]})
                 continue
-            row = {"section": "train", "what": f"ours vdim, {label}", "precision": precision}
-            try:
-                rate = ours_step_rate(cfg, "vdim", views, device, precision, lever)
-            except Exception as ex:  # e.g. torch.compile without a working C++ toolchain: report, do not fail
-                rows.append({**row, "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]})
-                continue
-            plain = next(r["clips_per_s"] for r in rows if r["what"] == "ours vdim" and r["precision"] == precision)
-            rows.append({**row, "clips_per_s": rate, "ratio": rate / plain})
-        for name, build in REFERENCES.items():
-            try:
-                torch.manual_seed(0)
-                enc = build_encoder_from_config(e).to(device)
-                ref = build(enc).to(device)
-                rate = train_step_rate(lambda: ref(views[0], views[1]), [p for p in ref.parameters() if p.requires_grad],
-                                       2 * b, device, precision, cfg.repeats)
-                rows.append({"section": "train", "what": f"{name} (reference)", "precision": precision, "clips_per_s": rate})
-            except Exception as ex:  # the reference may change API; say so instead of failing the suite
-                rows.append({"section": "train", "what": f"{name} (reference)", "precision": precision,
-                             "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]})
+            row["clips_per_s"] = rates[name]
+            if name.startswith("ours vdim, "):
+                row["ratio"] = rates[name] / rates["ours vdim"]
+            rows.append(row)
     rows += reference_ratios(rows)
 
 
@@ -257,6 +309,7 @@ def section_efficiency(cfg, rows, device):
     backward, times clips/s) over the measured matmul peak in the same precision: the run's
     encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
+    from benchmark.trainer import in_layout
     from encoders import build_encoder, build_encoder_from_config
     peaks = {p: matmul_peak(device, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
@@ -267,7 +320,9 @@ def section_efficiency(cfg, rows, device):
         enc = build().to(device).train()
         t, h, w = enc.input_shape
         gflop = count_flops(enc, t, h) * 2  # fvcore counts one multiply-add as one
-        x = torch.randn(batch, 3, t, h, w, device=device)
+        if cfg.trainer.channels_last:  # as the trainer runs it (trainer.channels_last)
+            enc.to(memory_format=torch.channels_last_3d)
+        x = in_layout([torch.randn(batch, 3, t, h, w, device=device)], cfg.trainer.channels_last)[0]
         for precision in ("fp32", "bf16"):
             rate = train_step_rate(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), batch,
                                    device, precision, cfg.repeats)

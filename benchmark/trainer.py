@@ -105,6 +105,21 @@ def resolve_resume(cfg, run_dir: Path, fp: str) -> Optional[Path]:
     return path
 
 
+def apply_speed_levers(method: torch.nn.Module, channels_last: bool, compile: bool) -> None:
+    """``trainer.channels_last`` (weights in the channels-last 3-D layout, which oneDNN and cuDNN
+    convolve faster) and ``trainer.compile`` (``torch.compile`` of the encoder, in place, so
+    state_dict keys and checkpoints stay the same). Measured by ``python -m benchmark perf``."""
+    if channels_last:
+        method.to(memory_format=torch.channels_last_3d)
+    if compile:
+        method.encoder.compile()
+
+
+def in_layout(views: List[torch.Tensor], channels_last: bool) -> List[torch.Tensor]:
+    """The batch's clips in the layout the weights are in (see :func:`apply_speed_levers`)."""
+    return [v.contiguous(memory_format=torch.channels_last_3d) for v in views] if channels_last else views
+
+
 def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device: torch.device, dist_info: DistInfo,
              skipped_log: str, metrics: MetricsLog) -> PretrainResult:
     t = cfg.trainer
@@ -115,10 +130,7 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (ckpt_dir / "fingerprint.txt").write_text(fp)
     method.to(device)
-    if t.channels_last:
-        method.to(memory_format=torch.channels_last_3d)
-    if t.compile:
-        method.encoder.compile()  # in place: state_dict keys and checkpoints stay the same
+    apply_speed_levers(method, t.channels_last, t.compile)
     method.set_epoch_steps(math.ceil(len(records) / (t.batch_size * dist_info.world_size)))
     model = method
     if dist_info.world_size > 1:
@@ -164,9 +176,7 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
     began, last_loss, step = time.time(), None, start
     for batch in loader:
         step = batch["step"]
-        views = [v.to(device, non_blocking=True) for v in batch["views"]]
-        if t.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last_3d) for v in views]
+        views = in_layout([v.to(device, non_blocking=True) for v in batch["views"]], t.channels_last)
         labels = batch["label"].to(device)
         with autocast_for(device, t.precision):
             out = model(views, labels)

@@ -21,9 +21,15 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def world_size() -> int:
+    """Processes in torch.distributed's group (1 when not distributed): the one test every
+    cross-process sum, gather and queue makes before it communicates."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather along dim 0 with gradient flowing back to each process's slice."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(x), dim=0)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from methods.base import world_size
+
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """SimCLR's NT-Xent (Chen et al. 2020, eq. 1), symmetric over the 2N embeddings.
@@ -51,9 +53,9 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.T
     processes when torch.distributed is initialised."""
     import torch.distributed as dist
 
-    distributed = dist.is_available() and dist.is_initialized()
+    distributed = world_size() > 1
     q = torch.exp((scores.float() - scores.float().max()) / eps).t()  # [K, B]
-    b = q.shape[1] * (dist.get_world_size() if distributed else 1)
+    b = q.shape[1] * world_size()
     k = q.shape[0]
     total = q.sum()
     if distributed:

@@ -21,6 +21,6 @@ class RhoBYOL(RhoMethod):
     def forward(self, views, labels=None):
         p = [self.predictor(z) for z in self.embed(views)]
         with torch.no_grad():
-            t = self.embed(views, self.target_encoder, self.target_projector)
+            t = self.embed(views, self.target_encoder, self.target_projector, batched=True)
         loss = torch.stack([byol_loss(p[i], t[j]) for i, j in clip_pairs(len(p), self.cfg.pairing)]).mean()
         return {"loss": loss}

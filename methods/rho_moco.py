@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from methods.base import clip_pairs
+from methods.base import clip_pairs, world_size
 from methods.losses import info_nce
 from methods.rho_common import RhoMethod
 
@@ -24,7 +24,7 @@ class RhoMoCo(RhoMethod):
     def forward(self, views, labels=None):
         q = self.embed(views)
         with torch.no_grad():
-            k = [F.normalize(x, dim=1) for x in self.embed(views, self.target_encoder, self.target_projector)]
+            k = [F.normalize(x, dim=1) for x in self.embed(views, self.target_encoder, self.target_projector, batched=True)]
         losses = [info_nce(q[i], k[j], self.queue.clone().detach(), self.cfg.temperature)
                   for i, j in clip_pairs(len(q), self.cfg.pairing)]
         self._pending = torch.cat(k)
@@ -32,8 +32,8 @@ class RhoMoCo(RhoMethod):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        if dist.is_available() and dist.is_initialized():
-            out = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
+        if world_size() > 1:
+            out = [torch.empty_like(keys) for _ in range(world_size())]
             dist.all_gather(out, keys)
             keys = torch.cat(out)
         n, size = keys.shape[0], self.queue.shape[0]
