@@ -135,6 +135,8 @@ class RhoMethodConfig(MethodConfig):
     sinkhorn_eps: float = 0.05
     sinkhorn_iters: int = 3
     freeze_prototypes_steps: Optional[int] = 0  # null: one epoch of the pretraining data (SwAV)
+    swav_queue_length: int = 0  # SwAV's queue of past embeddings per assigning clip (0: off, as the reference's default)
+    swav_queue_start_step: int = 0  # the queue is used from this step on, once full
 
 
 @dataclass

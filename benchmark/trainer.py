@@ -136,8 +136,11 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
     if dist_info.world_size > 1:
         if t.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # broadcast_buffers=False: SwAV's queue is each process's own (as in SwAV); MoCo's queue and
+        # the momentum targets are equal on every rank by construction; evaluation reads rank 0's BN
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False,
+            broadcast_buffers=False)
     opt = build_optimizer(t.optimizer, model.parameters(), t.lr, t.weight_decay, t.momentum)
     sched = build_scheduler(opt, t.steps, t.schedule, t.warmup_steps, t.decay_every, t.decay_factor)
     scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16" and device.type == "cuda"))

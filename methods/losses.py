@@ -71,16 +71,21 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.T
 
 
 def swav_loss(scores: Sequence[torch.Tensor], temperature: float = 0.1, eps: float = 0.05, iters: int = 3,
-              assign_from: Sequence[int] = (0, 1)) -> torch.Tensor:
+              assign_from: Sequence[int] = (0, 1), queued: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """SwAV swapped prediction (Caron et al. 2020, eq. 1-2) over clips.
 
     ``scores[v]``: ``[B, K]`` prototype scores of clip ``v``. Codes come from the clips in
     ``assign_from`` and each is predicted from every other clip:
     ``-sum_k q_s log softmax(scores_t / temperature)``, averaged over the (s, t) pairs.
+    ``queued[i]``: ``[L, K]`` scores of earlier batches' embeddings for the i-th assigning clip
+    (SwAV's queue, sec. 4 / appendix A.1, for batches too small to share out the prototypes):
+    Sinkhorn runs over them and the batch, and the batch's codes are its last ``B`` rows.
     """
     terms = []
-    for s in assign_from:
-        q = sinkhorn(scores[s].detach(), eps, iters)
+    for i, s in enumerate(assign_from):
+        b = scores[s].shape[0]
+        pool = scores[s].detach() if queued is None else torch.cat([queued[i].float(), scores[s].detach().float()])
+        q = sinkhorn(pool, eps, iters)[-b:]
         for t in range(len(scores)):
             if t != s:
                 terms.append(-(q * F.log_softmax(scores[t] / temperature, dim=1)).sum(dim=1).mean())

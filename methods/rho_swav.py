@@ -15,6 +15,10 @@ class RhoSwAV(RhoMethod):
         super().__init__(encoder, cfg)
         self.prototypes = nn.Linear(cfg.out_dim, cfg.prototypes, bias=False)
         self.normalize_prototypes()
+        # SwAV's queue of the assigning clips' past embeddings (one per assigning clip, per
+        # process, zeros = empty), used once full and from step ``swav_queue_start_step`` on
+        self.register_buffer("queue", torch.zeros(2, cfg.swav_queue_length, cfg.out_dim))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -22,9 +26,31 @@ class RhoSwAV(RhoMethod):
 
     def forward(self, views, labels=None):
         self.normalize_prototypes()  # every step (SwAV)
-        scores = [self.prototypes(F.normalize(z, dim=1)) for z in self.embed(views)]
+        z = [F.normalize(x, dim=1) for x in self.embed(views)]
+        scores = [self.prototypes(x) for x in z]
         assign = tuple(range(min(2, len(scores))))
-        return {"loss": swav_loss(scores, self.cfg.temperature, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iters, assign)}
+        queued = self.queued_scores(len(assign))
+        self.enqueue([z[s] for s in assign])
+        loss = swav_loss(scores, self.cfg.temperature, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iters, assign, queued)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def queued_scores(self, n: int):
+        """The queue's prototype scores for the first ``n`` assigning clips, or None while it is off
+        (``swav_queue_length`` 0), before ``swav_queue_start_step``, or not yet full (as the reference)."""
+        if not self.cfg.swav_queue_length or int(self.step) < self.cfg.swav_queue_start_step or not self.queue[:n, -1].any():
+            return None
+        return [self.prototypes(self.queue[i].to(self.prototypes.weight.dtype)).float() for i in range(n)]
+
+    @torch.no_grad()
+    def enqueue(self, embeddings) -> None:
+        """Newest embeddings first, the oldest fall off the end; counts training steps."""
+        self.step += 1
+        if not self.cfg.swav_queue_length:
+            return
+        for i, e in enumerate(embeddings):
+            b = min(e.shape[0], self.queue.shape[1])
+            self.queue[i] = torch.cat([e[:b].detach().float(), self.queue[i, :-b]])
 
     def set_epoch_steps(self, steps: int) -> None:
         if self.cfg.freeze_prototypes_steps is None:

@@ -113,3 +113,19 @@ def test_vdim_nce_local_anchors_against_gathered_consequents(offset, local):
     ref = _vdim_nce_reference(a, c, 20.0, 0.05, range(offset, offset + local))
     got = vdim_nce(torch.tensor(a[offset:offset + local]), torch.tensor(c), 20.0, 0.05, chunk=5, offset=offset)
     assert got.item() == pytest.approx(ref, rel=1e-6)
+
+
+def test_swav_loss_with_queue_takes_the_batch_rows_of_codes_over_queue_and_batch():
+    rng = np.random.default_rng(7)
+    b, k, length = 4, 6, 10
+    scores = [rng.normal(size=(b, k)) * 0.3 for _ in range(2)]
+    queued = [rng.normal(size=(length, k)) * 0.3 for _ in range(2)]
+    terms = []
+    for s in (0, 1):
+        q = _np_sinkhorn(np.concatenate([queued[s], scores[s]]), 0.05, 3)[-b:]
+        u = 1 - s
+        logp = scores[u] / 0.1 - np.array([_lse(r) for r in scores[u] / 0.1])[:, None]
+        terms.append(-(q * logp).sum(1).mean())
+    got = swav_loss([torch.tensor(x) for x in scores], 0.1, 0.05, 3, queued=[torch.tensor(x) for x in queued]).item()
+    assert got == pytest.approx(np.mean(terms), rel=1e-5)
+    assert got != pytest.approx(swav_loss([torch.tensor(x) for x in scores], 0.1, 0.05, 3).item(), rel=1e-3)

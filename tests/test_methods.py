@@ -133,3 +133,18 @@ def test_rho_online_clips_are_separate_batches_and_target_keys_one_batch():
         target_ab, target_ac = m.embed([a, b], **kw)[0], m.embed([a, c], **kw)[0]
     torch.testing.assert_close(online_ab, online_ac)  # clip 0's embedding does not see clip 1
     assert (target_ab - target_ac).abs().max() > 1e-3  # one batch: clip 1 moves clip 0's statistics
+
+
+def test_swav_queue_fills_newest_first_and_is_used_once_full():
+    torch.manual_seed(0)
+    m = build_method("rho_swav", build_encoder("vdim_small", **TINY), **OVERRIDES["rho_swav"], swav_queue_length=8)
+    views = _views()  # batch 4: the queue of 8 is full after two steps
+    seen = []
+    for step in range(3):
+        used = m.queued_scores(2) is not None
+        with torch.no_grad():
+            z = [torch.nn.functional.normalize(x, dim=1) for x in m.embed(views)]
+        m(views)
+        seen.append(used)
+        torch.testing.assert_close(m.queue[0, :4], z[0], atol=1e-5, rtol=1e-4)  # the newest batch in front
+    assert seen == [False, False, True]
