@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from benchmark.errors import UserError, unknown_choice
+from methods.base import world_size
 
 
 @dataclass
@@ -57,7 +58,6 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
     """The mean of a tensor over all processes (itself when not distributed)."""
-    from methods.base import world_size
     if world_size() == 1:
         return x
     x = x.clone()

@@ -36,15 +36,9 @@ def against_target(ratio: float, target: float) -> dict:
 
 def timed(fn, repeats: int, warmup: int = 2) -> float:
     """Median seconds of ``repeats`` calls after ``warmup`` untimed ones (the first calls of a
-    shape build oneDNN primitives and grow the allocator; the median ignores a stray slow call)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    shape build oneDNN primitives and grow the allocator; the median ignores a stray slow call):
+    :func:`rates_in_turns` with one candidate."""
+    return 1.0 / rates_in_turns({"fn": (fn, 1)}, repeats, warmup)["fn"]
 
 
 def matmul_peak(device, dtype, n=2048) -> float:
@@ -309,7 +303,7 @@ def section_efficiency(cfg, rows, device):
     backward, times clips/s) over the measured matmul peak in the same precision: the run's
     encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
-    from benchmark.trainer import in_layout
+    from benchmark.trainer import apply_speed_levers, in_layout
     from encoders import build_encoder, build_encoder_from_config
     peaks = {p: matmul_peak(device, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
@@ -320,8 +314,7 @@ def section_efficiency(cfg, rows, device):
         enc = build().to(device).train()
         t, h, w = enc.input_shape
         gflop = count_flops(enc, t, h) * 2  # fvcore counts one multiply-add as one
-        if cfg.trainer.channels_last:  # as the trainer runs it (trainer.channels_last)
-            enc.to(memory_format=torch.channels_last_3d)
+        apply_speed_levers(enc, cfg.trainer.channels_last, compile=False)  # the layout the trainer runs in
         x = in_layout([torch.randn(batch, 3, t, h, w, device=device)], cfg.trainer.channels_last)[0]
         for precision in ("fp32", "bf16"):
             rate = train_step_rate(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), batch,

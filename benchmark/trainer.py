@@ -107,8 +107,9 @@ def resolve_resume(cfg, run_dir: Path, fp: str) -> Optional[Path]:
 
 def apply_speed_levers(method: torch.nn.Module, channels_last: bool, compile: bool) -> None:
     """``trainer.channels_last`` (weights in the channels-last 3-D layout, which oneDNN and cuDNN
-    convolve faster) and ``trainer.compile`` (``torch.compile`` of the encoder, in place, so
-    state_dict keys and checkpoints stay the same). Measured by ``python -m benchmark perf``."""
+    convolve faster) and ``trainer.compile`` (``torch.compile`` of ``method.encoder``, in place, so
+    state_dict keys and checkpoints stay the same; with ``compile=False`` any module will do).
+    Measured by ``python -m benchmark perf``."""
     if channels_last:
         method.to(memory_format=torch.channels_last_3d)
     if compile:
