@@ -15,6 +15,10 @@ class RhoSwAV(RhoMethod):
         super().__init__(encoder, cfg)
         self.prototypes = nn.Linear(cfg.out_dim, cfg.prototypes, bias=False)
         self.normalize_prototypes()
+        if cfg.swav_queue_length < 0 or cfg.swav_queue_start_step < 0:
+            from benchmark.errors import UserError
+            raise UserError(f"method.swav_queue_length and method.swav_queue_start_step must be >= 0 (got "
+                            f"{cfg.swav_queue_length} and {cfg.swav_queue_start_step}); 0 turns the queue off")
         # SwAV's queue of the assigning clips' past embeddings (one per assigning clip, per
         # process, zeros = empty), used once full and from step ``swav_queue_start_step`` on
         self.register_buffer("queue", torch.zeros(2, cfg.swav_queue_length, cfg.out_dim))

@@ -148,3 +148,9 @@ def test_swav_queue_fills_newest_first_and_is_used_once_full():
         seen.append(used)
         torch.testing.assert_close(m.queue[0, :4], z[0], atol=1e-5, rtol=1e-4)  # the newest batch in front
     assert seen == [False, False, True]
+
+
+def test_negative_swav_queue_length_is_a_clear_error():
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="method.swav_queue_length and method.swav_queue_start_step must be >= 0"):
+        build_method("rho_swav", build_encoder("vdim_small", **TINY), **OVERRIDES["rho_swav"], swav_queue_length=-3)
