@@ -27,6 +27,7 @@ class AugmentConfig:
     contrast: float = 0.6
     saturation: float = 0.6
     hue: float = 0.15
+    jitter_impl: str = "affine"  # affine (one 3x3 colour map per clip) | torchvision (ColorJitter)
     grayscale_p: float = 0.2
     blur_p: float = 0.0
     blur_sigma: List[float] = field(default_factory=lambda: [0.1, 2.0])

@@ -8,10 +8,10 @@ same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured 
 ``eval`` (linear probe on cached features vs recomputing them every epoch), ``scaling`` (time
 of the VDIM loss as batch and locations grow). "Ours" is the step as the trainer runs it
 (``trainer.channels_last``, ``trainer.compile``); the references run as PyTorchVideo does.
-Levers are rows beside what they change: decoding once per sample (data), channels-last,
-``torch.compile`` and the thread count, each flipped from the trainer's setting
-(``levers=[...]``, train), bf16 autocast (every train row). Writes ``perf.json`` and
-``perf.md`` under ``results_dir/<time>_<device>/``.
+Levers are rows beside what they change: decoding once per sample and colour jitter as one
+affine map per clip (data), channels-last, ``torch.compile`` and the thread count, each
+flipped from the trainer's setting (``levers=[...]``, train), bf16 autocast (every train row).
+Writes ``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``.
 """
 from __future__ import annotations
 
@@ -47,13 +47,16 @@ def matmul_peak(device, dtype, n=2048) -> float:
     return 2 * n ** 3 / sec
 
 
-def pretrain_sampler(cfg, mname: str):
-    """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler at the perf encoder's input."""
+def pretrain_sampler(cfg, mname: str, **augment):
+    """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler at the perf encoder's
+    input; ``augment`` overrides keys of the method's augmentation."""
     from benchmark.data.pipeline import train_sampler
     from methods import method_config
     mcfg = method_config(mname, **({"views": {"frames": cfg.encoder.frames}} if mname == "vdim" else
                                    {"clips": {"frames": cfg.encoder.frames, "stride": cfg.dataset.frame_stride}}))
     mcfg.augment.crop_size = cfg.encoder.size
+    for key, value in augment.items():
+        mcfg.augment[key] = value
     return train_sampler(mcfg, cfg.encoder)
 
 
@@ -63,7 +66,7 @@ def section_data(cfg, rows):
     from benchmark.data.pipeline import records_for
     from torch.utils.data import DataLoader
     records, _ = records_for(cfg.dataset, 1, "train")
-    n_batches = 4
+    n_batches = 8
     for mname in ("vdim", "rho_simclr"):
         sampler = pretrain_sampler(cfg, mname)
         for w in cfg.workers:
@@ -73,6 +76,8 @@ def section_data(cfg, rows):
             rows.append({"section": "data", "what": f"ours {mname} views", "workers": w,
                          "clips_per_s": clips / (time.perf_counter() - t)})
     rows.append(decode_once_lever(cfg, records))
+    rows.append(affine_jitter_lever(cfg, records))
+    rows.append(rgb_conversion_lever(cfg, records))
     from pytorchvideo.data import Ucf101, make_clip_sampler
     from pytorchvideo.transforms import ApplyTransformToKey, UniformTemporalSubsample
     from torchvision.transforms import Compose, Lambda, RandomResizedCrop
@@ -116,6 +121,47 @@ def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
         rate[name] = 2 * len(paths) / sec
     return {"section": "data", "what": "ours vdim views, decode once per sample (vs once per view)", "workers": 0,
             "clips_per_s": rate["once"], "ratio": rate["once"] / rate["per view"]}
+
+
+def affine_jitter_lever(cfg, records, n_videos: int = 16) -> dict:
+    """The fused-augmentation lever, in this process: VDIM's views with colour jitter as one 3x3
+    map per clip (:class:`benchmark.data.augment.AffineColorJitter`, ``augment.jitter_impl=affine``)
+    against torchvision's ``ColorJitter``, decode and all, timed in turns."""
+    from benchmark.data.datasets import load_views
+    paths = [r.path for r in records[:n_videos]]
+
+    def views_with(impl: str):
+        index_fn, view_fn = pretrain_sampler(cfg, "vdim", jitter_impl=impl)
+        rng = np.random.default_rng(0)
+        return lambda: [load_views(p, index_fn, view_fn, rng) for p in paths]
+
+    rate = rates_in_turns({impl: (views_with(impl), 2 * len(paths)) for impl in ("affine", "torchvision")},
+                          cfg.repeats, warmup=1)
+    return {"section": "data", "what": "ours vdim views, affine colour jitter (vs torchvision ColorJitter)",
+            "workers": 0, "clips_per_s": rate["affine"], "ratio": rate["affine"] / rate["torchvision"]}
+
+
+def rgb_conversion_lever(cfg, records, n_videos: int = 16) -> dict:
+    """The colour-conversion lever: decoded YUV frames to RGB through one reused single-threaded
+    swscale context (:func:`benchmark.data.decode.rgb_converter`) against PyAV's
+    ``frame.to_ndarray(format="rgb24")``, which PyTorchVideo calls per frame. Frames/s."""
+    import av
+    from benchmark.data.decode import rgb_converter
+    frames = []
+    for r in records[:n_videos]:
+        with av.open(r.path) as container:
+            frames += list(container.decode(video=0))
+
+    def ours():
+        convert = rgb_converter()
+        return [convert(f) for f in frames]
+
+    rate = rates_in_turns({"ours": (ours, len(frames)),
+                           "pyav": (lambda: [f.to_ndarray(format="rgb24") for f in frames], len(frames))},
+                          cfg.repeats, warmup=1)
+    return {"section": "data", "what": "frames to RGB, one single-thread swscale context per video "
+            "(vs PyAV to_ndarray per frame), frames/s", "workers": 0, "clips_per_s": rate["ours"],
+            "ratio": rate["ours"] / rate["pyav"]}
 
 
 TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one

@@ -37,3 +37,51 @@ def test_rgb_to_lab_known_values():
     red = rgb_to_lab(torch.tensor([1.0, 0, 0]).view(3, 1, 1)).flatten()
     assert torch.allclose(white, torch.tensor([100.0, 0, 0]), atol=0.1)
     assert torch.allclose(red, torch.tensor([53.24, 80.09, 67.20]), atol=0.2)
+
+
+def _mid_range_clip(t=4, size=24):
+    torch.manual_seed(3)
+    return torch.rand(t, 3, size, size) * 0.3 + 0.3  # no adjustment below reaches 0 or 1
+
+
+def test_affine_jitter_matches_torchvision_without_hue():
+    """Brightness, contrast and saturation are affine: with the same RNG state the fused map
+    equals torchvision's ColorJitter (same draws, same random order) wherever nothing clips."""
+    from torchvision.transforms import v2
+    from benchmark.data.augment import AffineColorJitter
+    clip = _mid_range_clip()
+    clip[1] *= 0.8  # frames with different means: contrast blends with each frame's own mean grey
+    for seed in range(6):
+        torch.manual_seed(seed)
+        ours = AffineColorJitter(0.25, 0.25, 0.25, 0.0)(clip)
+        torch.manual_seed(seed)
+        ref = v2.ColorJitter(0.25, 0.25, 0.25, 0.0)(clip)
+        assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_hue_rotation_turns_hue_like_torchvision():
+    from torchvision.transforms.v2 import functional as F
+    from benchmark.data.augment import hue_rotation
+    red = torch.tensor([1.0, 0.0, 0.0])
+    assert torch.allclose(hue_rotation(1 / 3) @ red, torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+    assert torch.allclose(hue_rotation(0.2) @ torch.full((3,), 0.4), torch.full((3,), 0.4), atol=1e-6)  # grey stays
+    clip = _mid_range_clip()
+    for h in (0.1, -0.15, 0.5):
+        ours = torch.einsum("ij,tjhw->tihw", hue_rotation(h), clip).clamp(0, 1)
+        ref = F.adjust_hue(clip, h)
+        # same direction and size of turn: far closer to torchvision's result than the input is
+        assert (ours - ref).abs().mean() < 0.75 * (ref - clip).abs().mean()
+
+
+def test_affine_jitter_takes_uint8_and_returns_unit_range_floats():
+    from benchmark.data.augment import AffineColorJitter
+    x = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    y = AffineColorJitter(0.8, 0.8, 0.8, 0.5)(x)
+    assert y.dtype == torch.float32 and y.min() >= 0 and y.max() <= 1 and y.shape == x.shape
+
+
+def test_unknown_jitter_impl_names_the_choices():
+    import pytest
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="affine"):
+        build_clip_augment(AugmentConfig(crop_size=32, color="jitter", jitter_impl="fast"), 32)

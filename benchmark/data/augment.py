@@ -8,6 +8,7 @@ CIE Lab and zeroes one randomly chosen channel.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -16,6 +17,75 @@ from torchvision.transforms import v2
 MEAN = torch.tensor([0.45, 0.45, 0.45]).view(3, 1, 1, 1)  # PyTorchVideo's Kinetics statistics
 STD = torch.tensor([0.225, 0.225, 0.225]).view(3, 1, 1, 1)
 COLOR_CHOICES = ("jitter", "lab_dropout", "none")
+JITTER_IMPLS = ("affine", "torchvision")
+LUMA = torch.tensor([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale (ITU-R 601)
+
+
+def hue_rotation(h: float) -> torch.Tensor:
+    """The 3x3 RGB map that turns hue by ``h`` of a full turn: a rotation by ``2 pi h`` about the
+    grey axis (1, 1, 1) of the RGB cube (Rodrigues' formula). It keeps grey grey and turns the hue
+    hexagon of HSV by exactly ``h`` at multiples of 1/6 (red -> green at 1/3); torchvision shifts
+    the H of HSV instead, which is not linear, and in between the two differ by less than the
+    shift itself (``tests/test_augment.py`` bounds it)."""
+    c, s = math.cos(2 * math.pi * h), math.sin(2 * math.pi * h)
+    k = torch.full((3, 3), (1 - c) / 3)
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) * (s / math.sqrt(3))
+    return c * torch.eye(3) + k + cross
+
+
+class AffineColorJitter(torch.nn.Module):
+    """torchvision's ``ColorJitter`` (brightness, contrast, saturation, hue; factors drawn the same
+    way, applied in a random order) as one affine colour map per clip: each adjustment is affine
+    in RGB, so their composition is ``x -> M x + o_t`` with a 3x3 ``M`` and, for contrast's blend
+    with the frame's mean grey, a per-frame offset ``o_t``. The whole clip then costs one 3x3
+    matrix product instead of torchvision's per-pixel HSV round trip for hue (the perf suite's
+    data section measures both). Differences: hue turns about the grey axis
+    (:func:`hue_rotation`), and values are clamped to [0, 1] once at the end instead of after
+    every adjustment. ``augment.jitter_impl=torchvision`` restores torchvision's.
+    """
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float):
+        super().__init__()
+        self.ranges = [(max(0.0, 1 - brightness), 1 + brightness), (max(0.0, 1 - contrast), 1 + contrast),
+                       (max(0.0, 1 - saturation), 1 + saturation), (-hue, hue)]
+
+    def draw(self):
+        """Adjustment order and factors, from torch's RNG as torchvision draws them."""
+        order = torch.randperm(4).tolist()
+        factors = [float(torch.empty(1).uniform_(lo, hi)) if hi > lo else lo for lo, hi in self.ranges]
+        return order, factors
+
+    @staticmethod
+    def affine_map(order, factors, frame_mean: torch.Tensor):
+        """``(M [3, 3], o [T, 3])`` of the adjustments in ``order``; ``frame_mean`` is ``[T, 3]``."""
+        m, o = torch.eye(3, dtype=frame_mean.dtype), torch.zeros_like(frame_mean)
+        grey = LUMA.to(frame_mean.dtype)
+        for op in order:
+            f = factors[op]
+            if op == 0:    # brightness: x * f
+                m, o = f * m, f * o
+            elif op == 1:  # contrast: blend with the frame's mean grey
+                mean_grey = (frame_mean @ m.T + o) @ grey
+                m, o = f * m, f * o + (1 - f) * mean_grey[:, None]
+            else:          # saturation: blend with the pixel's grey; hue: turn about the grey axis
+                a = f * torch.eye(3) + (1 - f) * torch.outer(torch.ones(3), grey) if op == 2 else hue_rotation(f)
+                a = a.to(m.dtype)
+                m, o = a @ m, o @ a.T
+        return m, o
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:  # [T, 3, H, W], uint8 or float in [0, 1]
+        x = clip.float() / 255 if clip.dtype == torch.uint8 else clip
+        m, o = self.affine_map(*self.draw(), x.mean(dim=(-2, -1)))
+        out = torch.einsum("ij,tjhw->tihw", m.to(x.dtype), x) + o.to(x.dtype)[:, :, None, None]
+        return out.clamp_(0, 1)
+
+
+def color_jitter(aug) -> torch.nn.Module:
+    if aug.jitter_impl not in JITTER_IMPLS:
+        from benchmark.errors import unknown_choice
+        raise unknown_choice("augment.jitter_impl", aug.jitter_impl, JITTER_IMPLS)
+    cls = AffineColorJitter if aug.jitter_impl == "affine" else v2.ColorJitter
+    return cls(aug.brightness, aug.contrast, aug.saturation, aug.hue)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -61,7 +131,7 @@ def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
     if aug.rotation_degrees > 0:
         ops.append(v2.RandomRotation(aug.rotation_degrees))
     if aug.color == "jitter":
-        ops.append(v2.RandomApply([v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue)], p=aug.jitter_p))
+        ops.append(v2.RandomApply([color_jitter(aug)], p=aug.jitter_p))
         ops.append(v2.RandomGrayscale(aug.grayscale_p))
     if aug.blur_p > 0:
         k = max(3, (size // 10) | 1)

@@ -2,9 +2,11 @@
 
 The view generators compute frame indices first; this module decodes the span those
 indices cover in one pass (seeking to the first needed frame on long videos) and
-returns exactly the requested frames as ``uint8 [N, H, W, 3]``. A video that cannot be
-opened or yields no frames raises :class:`VideoDecodeError`, which the datasets count
-and skip.
+returns exactly the requested frames as ``uint8 [N, H, W, 3]``. Decoding and colour
+conversion run on one thread, as SlowFast decodes by default (``multi_thread_decode=False``):
+DataLoader workers are the parallelism, and per-video thread pools cost more than they save
+on short clips. A video that cannot be opened or yields no frames raises
+:class:`VideoDecodeError`, which the datasets count and skip.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Sequence, Tuple
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 
 class VideoDecodeError(RuntimeError):
@@ -35,6 +38,12 @@ def probe(path: str) -> Tuple[int, float]:
     return int(n), fps
 
 
+def rgb_converter():
+    """``frame -> uint8 [H, W, 3]`` through one swscale context, single-threaded (see above)."""
+    reformatter = VideoReformatter()
+    return lambda frame: reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+
+
 def decode_frames(path: str, indices: Sequence[int], seek_after: int = 64) -> torch.Tensor:
     """Frames ``indices`` (any order, repeats allowed) as ``uint8 [len(indices), H, W, 3]``.
 
@@ -44,10 +53,13 @@ def decode_frames(path: str, indices: Sequence[int], seek_after: int = 64) -> to
     wanted = np.asarray(indices, dtype=np.int64)
     first, last = int(wanted.min()), int(wanted.max())
     frames = {}
+    # One swscale context for the whole video, single-threaded: ``frame.to_ndarray(format=...)``
+    # builds a new context per frame and PyAV's default starts a thread pool per conversion,
+    # which together cost 10-20x the decoding itself on small frames (perf suite, data section).
+    to_rgb = rgb_converter()
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             tb = float(stream.time_base)
             if first > seek_after and stream.time_base is not None:
@@ -58,7 +70,7 @@ def decode_frames(path: str, indices: Sequence[int], seek_after: int = 64) -> to
                 if idx > last:
                     break
                 if idx >= first:
-                    frames[idx] = frame.to_ndarray(format="rgb24")
+                    frames[idx] = to_rgb(frame)
     except (av.FFmpegError, IndexError, OSError, ValueError) as e:
         raise VideoDecodeError(f"{path}: {e}") from e
     if not frames:
