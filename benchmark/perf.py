@@ -104,7 +104,7 @@ def section_data(cfg, rows):
 
 def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
     """The decode-once lever, in this process: VDIM's two views from one decode of the frames they
-    span (:func:`benchmark.data.datasets.load_views`) against one decode per view."""
+    span (:func:`benchmark.data.datasets.load_views`) against one decode per view, timed in turns."""
     from benchmark.data.datasets import load_views
     from benchmark.data.decode import decode_frames, probe
     index_fn, view_fn = pretrain_sampler(cfg, "vdim")
@@ -114,11 +114,12 @@ def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
         views = index_fn(probe(path)[0], rng)
         return [view_fn(decode_frames(path, v), k) for k, v in enumerate(views)]
 
-    rate = {}
-    for name, load in (("once", lambda p, rng: load_views(p, index_fn, view_fn, rng)), ("per view", per_view)):
+    def over_paths(load):
         rng = np.random.default_rng(0)
-        sec = timed(lambda: [load(p, rng) for p in paths], 1)
-        rate[name] = 2 * len(paths) / sec
+        return lambda: [load(p, rng) for p in paths]
+
+    rate = rates_in_turns({"once": (over_paths(lambda p, rng: load_views(p, index_fn, view_fn, rng)), 2 * len(paths)),
+                           "per view": (over_paths(per_view), 2 * len(paths))}, cfg.repeats, warmup=1)
     return {"section": "data", "what": "ours vdim views, decode once per sample (vs once per view)", "workers": 0,
             "clips_per_s": rate["once"], "ratio": rate["once"] / rate["per view"]}
 

@@ -39,7 +39,10 @@ def probe(path: str) -> Tuple[int, float]:
 
 
 def rgb_converter():
-    """``frame -> uint8 [H, W, 3]`` through one swscale context, single-threaded (see above)."""
+    """``frame -> uint8 [H, W, 3]`` through one swscale context for a whole video, single-threaded:
+    ``frame.to_ndarray(format=...)`` builds a new context per frame and PyAV's default starts a
+    thread pool per conversion, which together cost 10-20x the decoding itself on small frames
+    (perf suite, data section)."""
     reformatter = VideoReformatter()
     return lambda frame: reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
@@ -53,9 +56,6 @@ def decode_frames(path: str, indices: Sequence[int], seek_after: int = 64) -> to
     wanted = np.asarray(indices, dtype=np.int64)
     first, last = int(wanted.min()), int(wanted.max())
     frames = {}
-    # One swscale context for the whole video, single-threaded: ``frame.to_ndarray(format=...)``
-    # builds a new context per frame and PyAV's default starts a thread pool per conversion,
-    # which together cost 10-20x the decoding itself on small frames (perf suite, data section).
     to_rgb = rgb_converter()
     try:
         with av.open(path) as container:
