@@ -260,9 +260,11 @@ class PerfConfig:
     batch_size: int = 8
     repeats: int = 3
     workers: List[int] = field(default_factory=lambda: [0, 2])
+    data_batches: int = 4
     sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
     levers: List[str] = field(default_factory=lambda: ["channels_last", "compile", "one_thread"])
     paper_resolution: bool = True
+    paper_batch: int = 2
     eval_videos: int = 32
     eval_epochs_measured: int = 3
     eval_epochs: int = 100

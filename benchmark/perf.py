@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -41,7 +42,10 @@ def timed(fn, repeats: int, warmup: int = 2) -> float:
     return 1.0 / rates_in_turns({"fn": (fn, 1)}, repeats, warmup)["fn"]
 
 
-def matmul_peak(device, dtype, n=2048) -> float:
+def matmul_peak(device, dtype, n: int | None = None) -> float:
+    """FLOP/s of an ``n x n`` matrix product: 2048 on CPU, 8192 on CUDA (smaller ones leave a GPU
+    partly idle and would understate its peak)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sec = timed(lambda: (a @ b, torch.cuda.synchronize() if device.type == "cuda" else None), 5)
     return 2 * n ** 3 / sec
@@ -61,23 +65,60 @@ def pretrain_sampler(cfg, mname: str, **augment):
 
 
 def section_data(cfg, rows):
+    """Clips/s of our VDIM and rho-clip pretraining streams and of PyTorchVideo's ``Ucf101`` with
+    its stock transforms on the same files, per worker count, timed in turns
+    (:func:`rates_in_turns`: each round reads ``data_batches`` batches per worker from a fresh
+    loader of each, worker start-up included for all alike; several batches per worker, since a
+    worker makes whole batches and one left over would time a single worker), then the levers
+    of the data pipeline."""
     from benchmark import compat  # noqa: F401
     from benchmark.data.datasets import PretrainStream
     from benchmark.data.pipeline import records_for
     from torch.utils.data import DataLoader
     records, _ = records_for(cfg.dataset, 1, "train")
-    n_batches = 8
-    for mname in ("vdim", "rho_simclr"):
-        sampler = pretrain_sampler(cfg, mname)
-        for w in cfg.workers:
-            stream = PretrainStream(records, *sampler, cfg.batch_size, n_batches, 0)
-            t = time.perf_counter()
-            clips = sum(len(b["views"]) * b["views"][0].shape[0] for b in DataLoader(stream, batch_size=None, num_workers=w))
-            rows.append({"section": "data", "what": f"ours {mname} views", "workers": w,
-                         "clips_per_s": clips / (time.perf_counter() - t)})
+    b = cfg.batch_size
+    samplers = {m: pretrain_sampler(cfg, m) for m in ("vdim", "rho_simclr")}
+    ref = "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"
+
+    def ours(mname, w):
+        n_batches = cfg.data_batches * max(1, w)
+
+        def run():
+            for _ in DataLoader(PretrainStream(records, *samplers[mname], b, n_batches, 0), batch_size=None, num_workers=w):
+                pass
+        return run, n_batches * b * 2  # two views or clips per sample
+
+    def reference(w):
+        n_batches = cfg.data_batches * max(1, w)
+        ds = ptv_ucf101(cfg, records, videos=4 * n_batches * b)
+
+        def run():  # one clip per sample: twice the batches for the same number of clips
+            clips = 0
+            for i, batch in enumerate(DataLoader(ds, batch_size=b, num_workers=w)):
+                clips += batch["video"].shape[0]
+                if i + 1 == 2 * n_batches:
+                    break
+            if clips != n_batches * b * 2:  # a stream that ended early would inflate the rate
+                raise RuntimeError(f"PyTorchVideo's Ucf101 gave {clips} clips, not {n_batches * b * 2}")
+        return run, n_batches * b * 2
+
+    for w in cfg.workers:
+        rates = rates_in_turns({"ours vdim views": ours("vdim", w), "ours rho_simclr views": ours("rho_simclr", w),
+                                ref: reference(w)}, cfg.repeats, warmup=1)
+        rows += [{"section": "data", "what": what, "workers": w, "clips_per_s": rate} for what, rate in rates.items()]
+        rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w,
+                     **against_target(rates["ours vdim views"] / rates[ref], TARGET_DATA)})
     rows.append(decode_once_lever(cfg, records))
     rows.append(affine_jitter_lever(cfg, records))
     rows.append(rgb_conversion_lever(cfg, records))
+
+
+def ptv_ucf101(cfg, records, videos: int):
+    """PyTorchVideo's own ``Ucf101`` over our split-1 train list, with its stock transforms
+    (uniform temporal subsample, scale to [0, 1], random resized crop). Its video sampler draws
+    ``videos`` with replacement, so that, like our step-counted stream, it does not end after
+    one clip per video (one epoch, split across the workers), which on a small set comes before
+    the clips a round times. PyTorchVideo lists the whole sampler, so ``videos`` stays finite."""
     from pytorchvideo.data import Ucf101, make_clip_sampler
     from pytorchvideo.transforms import ApplyTransformToKey, UniformTemporalSubsample
     from torchvision.transforms import Compose, Lambda, RandomResizedCrop
@@ -85,21 +126,9 @@ def section_data(cfg, rows):
     fps = cfg.dataset.get("fps", 25)
     tf = ApplyTransformToKey("video", Compose([UniformTemporalSubsample(cfg.encoder.frames), Lambda(lambda x: x / 255.0),
                                                RandomResizedCrop(cfg.encoder.size, antialias=True)]))
-    for w in cfg.workers:
-        ds = Ucf101(str(lists), make_clip_sampler("random", cfg.encoder.frames / fps), transform=tf,
-                    video_path_prefix=str(Path(records[0].path).parents[1]), decode_audio=False)
-        t, clips = time.perf_counter(), 0
-        for b in DataLoader(ds, batch_size=cfg.batch_size, num_workers=w):
-            clips += b["video"].shape[0]
-            if clips >= n_batches * cfg.batch_size * 2:
-                break
-        rows.append({"section": "data", "what": "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)", "workers": w,
-                     "clips_per_s": clips / (time.perf_counter() - t)})
-    for w in cfg.workers:
-        ours, ref = (next(r["clips_per_s"] for r in rows if r["section"] == "data" and r["what"] == what and r["workers"] == w)
-                     for what in ("ours vdim views", "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"))
-        rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w,
-                     **against_target(ours / ref, TARGET_DATA)})
+    with_replacement = partial(torch.utils.data.RandomSampler, replacement=True, num_samples=videos)
+    return Ucf101(str(lists), make_clip_sampler("random", cfg.encoder.frames / fps), video_sampler=with_replacement,
+                  transform=tf, video_path_prefix=str(Path(records[0].path).parents[1]), decode_audio=False)
 
 
 def decode_once_lever(cfg, records, n_videos: int = 16) -> dict:
@@ -354,7 +383,7 @@ def section_efficiency(cfg, rows, device):
     peaks = {p: matmul_peak(device, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
     if cfg.paper_resolution:  # the target is set for the Table 1 encoder in bf16
-        encoders.append(("vdim (Table 1)", lambda: build_encoder("vdim"), 2, TARGET_PEAK_FRACTION))
+        encoders.append(("vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch, TARGET_PEAK_FRACTION))
     for name, build, batch, target in encoders:
         torch.manual_seed(0)
         enc = build().to(device).train()
