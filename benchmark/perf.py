@@ -80,19 +80,16 @@ def section_data(cfg, rows):
     samplers = {m: pretrain_sampler(cfg, m) for m in ("vdim", "rho_simclr")}
     ref = "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"
 
-    def ours(mname, w):
-        n_batches = cfg.data_batches * max(1, w)
-
+    def ours(mname, w, n_batches):  # two views or clips per sample
         def run():
             for _ in DataLoader(PretrainStream(records, *samplers[mname], b, n_batches, 0), batch_size=None, num_workers=w):
                 pass
-        return run, n_batches * b * 2  # two views or clips per sample
+        return run
 
-    def reference(w):
-        n_batches = cfg.data_batches * max(1, w)
+    def reference(w, n_batches):  # one clip per sample: twice the batches for the same number of clips
         ds = ptv_ucf101(cfg, records, videos=4 * n_batches * b)
 
-        def run():  # one clip per sample: twice the batches for the same number of clips
+        def run():
             clips = 0
             for i, batch in enumerate(DataLoader(ds, batch_size=b, num_workers=w)):
                 clips += batch["video"].shape[0]
@@ -100,11 +97,14 @@ def section_data(cfg, rows):
                     break
             if clips != n_batches * b * 2:  # a stream that ended early would inflate the rate
                 raise RuntimeError(f"PyTorchVideo's Ucf101 gave {clips} clips, not {n_batches * b * 2}")
-        return run, n_batches * b * 2
+        return run
 
     for w in cfg.workers:
-        rates = rates_in_turns({"ours vdim views": ours("vdim", w), "ours rho_simclr views": ours("rho_simclr", w),
-                                ref: reference(w)}, cfg.repeats, warmup=1)
+        n_batches = cfg.data_batches * max(1, w)
+        clips = n_batches * b * 2
+        rates = rates_in_turns({"ours vdim views": (ours("vdim", w, n_batches), clips),
+                                "ours rho_simclr views": (ours("rho_simclr", w, n_batches), clips),
+                                ref: (reference(w, n_batches), clips)}, cfg.repeats, warmup=1)
         rows += [{"section": "data", "what": what, "workers": w, "clips_per_s": rate} for what, rate in rates.items()]
         rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w,
                      **against_target(rates["ours vdim views"] / rates[ref], TARGET_DATA)})
