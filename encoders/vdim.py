@@ -99,14 +99,18 @@ class ResNxN(nn.Module):
         self.bn = nn.BatchNorm3d(c_out)
         self.temporal = temporal_conv(c_out, c_out, spec.kt, spec.st)
         nn.init.zeros_(self.temporal.weight)
-        self.pool = nn.AvgPool3d((spec.kt, spec.ks, spec.ks), (spec.st, spec.ss, spec.ss))
+        kernel, stride = (spec.kt, spec.ks, spec.ks), (spec.st, spec.ss, spec.ss)
+        # a 1x1x1 pool of stride 1 is the identity (block 4 of the small layout): skipped
+        self.pool = nn.Identity() if kernel == stride == (1, 1, 1) else nn.AvgPool3d(kernel, stride)
 
     def forward(self, x):
         h = self.temporal(F.relu(self.bn(self.spatial(x))))
         short = self.pool(x)
         if self.c_out > self.c_in:
             short = F.pad(short, (0, 0, 0, 0, 0, 0, 0, self.c_out - self.c_in))
-        return h + short
+        # CPU autocast runs avg_pool3d in fp32; the sum keeps the convolutions' dtype so that the
+        # residual stream stays bf16 (as on CUDA) instead of turning every later block to fp32
+        return h + short.to(h.dtype)
 
 
 class Res1x1(nn.Module):
