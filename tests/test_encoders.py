@@ -46,18 +46,3 @@ def test_wrong_input_size_names_expected_size():
     with pytest.raises(ValueError, match=r"expects input \[B, 3, 16, 64, 64\]"):
         enc(torch.zeros(1, 3, 16, 32, 32))
 
-
-def test_vdim_residual_stream_keeps_bf16_under_cpu_autocast():
-    """CPU autocast runs the average-pool shortcut in fp32; every block's output must still be bf16
-    (else all later BN, ReLU and adds run in fp32), and match the fp32 encoder to bf16 precision."""
-    torch.manual_seed(0)
-    enc = build_encoder("vdim_small").eval()
-    x = torch.randn(2, 3, 16, 64, 64)
-    with torch.no_grad():
-        ref = enc(x)
-        with torch.autocast("cpu", torch.bfloat16):
-            low = enc(x)
-    assert {k: v.dtype for k, v in low.items() if k.startswith("block")} == {f"block{i}": torch.bfloat16 for i in range(1, 9)}
-    for k in ("block5", "block8"):
-        rel = (low[k].float() - ref[k]).norm() / ref[k].norm()
-        assert rel < 0.05, (k, float(rel))
