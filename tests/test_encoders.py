@@ -45,4 +45,3 @@ def test_wrong_input_size_names_expected_size():
     enc = build_encoder("vdim_small")
     with pytest.raises(ValueError, match=r"expects input \[B, 3, 16, 64, 64\]"):
         enc(torch.zeros(1, 3, 16, 32, 32))
-
