@@ -92,6 +92,23 @@ def swav_loss(scores: Sequence[torch.Tensor], temperature: float = 0.1, eps: flo
     return torch.stack(terms).mean()
 
 
+@torch.no_grad()
+def swav_view_agreement(scores_a: torch.Tensor, scores_b: torch.Tensor) -> torch.Tensor:
+    """How alike two clips of each video look to the prototypes: the cosine between their
+    ``[B, K]`` scores, each centred over the batch and over the prototypes, averaged over videos.
+
+    To first order around the uniform solution, Sinkhorn's codes are ``(1 + x / eps) / K``
+    for these centred scores ``x``, and the two swapped terms of a pair of clips sum to
+    ``2 log K + |x|^2 (1 - 2 rho tau / eps) / (K tau^2)`` with ``rho`` this agreement: the
+    uniform solution (every code and prediction ``1 / K``, loss ``log K``) attracts the
+    training while ``rho < eps / (2 tau)`` (0.25 at SwAV's eps 0.05, tau 0.1). Logged by
+    rho-SwAV as a collapse monitor (README, "What the embedded default shows")."""
+    def centred(s):
+        s = s.float() - s.float().mean(dim=0, keepdim=True)
+        return s - s.mean(dim=1, keepdim=True)
+    return F.cosine_similarity(centred(scores_a), centred(scores_b), dim=1).mean()
+
+
 def tanh_clip(x: torch.Tensor, clip: float) -> torch.Tensor:
     """AMDIM's soft clipping ``c * tanh(x / c)``."""
     return clip * torch.tanh(x / clip)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.losses import swav_loss
+from methods.losses import swav_loss, swav_view_agreement
 from methods.rho_common import RhoMethod
 
 
@@ -36,7 +36,8 @@ class RhoSwAV(RhoMethod):
         queued = self.queued_scores(len(assign))
         self.enqueue([z[s] for s in assign])
         loss = swav_loss(scores, self.cfg.temperature, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iters, assign, queued)
-        return {"loss": loss}
+        # collapse monitor: the uniform solution attracts while this is below eps / (2 temperature)
+        return {"loss": loss, "view_agreement": swav_view_agreement(scores[0], scores[1])}
 
     @torch.no_grad()
     def queued_scores(self, n: int):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.losses import byol_loss, info_nce, nt_xent, sinkhorn, swav_loss, vdim_nce
+from methods.losses import byol_loss, info_nce, nt_xent, sinkhorn, swav_loss, swav_view_agreement, vdim_nce
 
 
 def _norm(x):
@@ -129,3 +129,46 @@ def test_swav_loss_with_queue_takes_the_batch_rows_of_codes_over_queue_and_batch
     got = swav_loss([torch.tensor(x) for x in scores], 0.1, 0.05, 3, queued=[torch.tensor(x) for x in queued]).item()
     assert got == pytest.approx(np.mean(terms), rel=1e-5)
     assert got != pytest.approx(swav_loss([torch.tensor(x) for x in scores], 0.1, 0.05, 3).item(), rel=1e-3)
+
+
+def test_swav_view_agreement_matches_numpy_and_its_limits():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 10)), rng.normal(size=(6, 10))
+
+    def centred(s):
+        s = s - s.mean(axis=0, keepdims=True)
+        return s - s.mean(axis=1, keepdims=True)
+
+    ca, cb = centred(a), centred(b)
+    want = np.mean([ca[i] @ cb[i] / np.linalg.norm(ca[i]) / np.linalg.norm(cb[i]) for i in range(6)])
+    assert swav_view_agreement(torch.tensor(a), torch.tensor(b)).item() == pytest.approx(want, rel=1e-5)
+    # the same clip twice agrees fully; a shift common to the batch or to a clip's scores changes nothing
+    assert swav_view_agreement(torch.tensor(a), torch.tensor(a)).item() == pytest.approx(1.0, abs=1e-6)
+    shifted = a + rng.normal(size=(1, 10)) + rng.normal(size=(6, 1))
+    assert swav_view_agreement(torch.tensor(a), torch.tensor(shifted)).item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("shared", [0.0, 0.3, 0.9])
+def test_swav_loss_near_the_uniform_solution_follows_the_second_order_expansion(shared):
+    """The expansion that README and ``swav_view_agreement`` rely on: around the collapsed point
+    (every prototype equally far from the clips) the mean swapped loss is
+    ``log K + mean_i [|y_s|^2 + |y_t|^2 - 4 (tau/eps) x_s . x_t] / (4 K tau^2)`` (x centred over
+    batch and prototypes, y over prototypes), so the loss falls below log K only when the two
+    clips agree by more than eps / (2 tau) = 0.25."""
+    rng = np.random.default_rng(0)
+    b, k, tau, eps, d = 8, 40, 0.1, 0.05, 1e-3
+    common = np.full((1, k), 0.2)
+    own = rng.normal(size=(b, k))
+    s0 = common + d * own
+    s1 = common + d * (shared * own + np.sqrt(1 - shared ** 2) * rng.normal(size=(b, k)))
+    got = swav_loss([torch.tensor(s0), torch.tensor(s1)], tau, eps, 3).item() - np.log(k)
+
+    def centred(s, batch=True):
+        s = s - s.mean(axis=1, keepdims=True)
+        return s - s.mean(axis=0, keepdims=True) if batch else s
+
+    x0, x1, y0, y1 = centred(s0), centred(s1), centred(s0, False), centred(s1, False)
+    want = np.mean((y0 ** 2).sum(1) + (y1 ** 2).sum(1) - 4 * tau / eps * (x0 * x1).sum(1)) / (4 * k * tau ** 2)
+    assert got == pytest.approx(want, rel=0.05, abs=1e-7)
+    agreement = swav_view_agreement(torch.tensor(s0), torch.tensor(s1)).item()
+    assert (got < 0) == (agreement > eps / (2 * tau))
