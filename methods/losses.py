@@ -104,7 +104,8 @@ def swav_view_agreement(scores_a: torch.Tensor, scores_b: torch.Tensor) -> torch
     training while ``rho < eps / (2 tau)`` (0.25 at SwAV's eps 0.05, tau 0.1). Logged by
     rho-SwAV as a collapse monitor (README, "What the embedded default shows")."""
     def centred(s):
-        s = s.float() - s.float().mean(dim=0, keepdim=True)
+        s = s.float()
+        s = s - s.mean(dim=0, keepdim=True)
         return s - s.mean(dim=1, keepdim=True)
     return F.cosine_similarity(centred(scores_a), centred(scores_b), dim=1).mean()
 

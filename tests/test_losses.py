@@ -131,15 +131,16 @@ def test_swav_loss_with_queue_takes_the_batch_rows_of_codes_over_queue_and_batch
     assert got != pytest.approx(swav_loss([torch.tensor(x) for x in scores], 0.1, 0.05, 3).item(), rel=1e-3)
 
 
+def _centred(s, over_batch=True):
+    """Scores centred over the prototypes and, unless ``over_batch`` is False, over the batch."""
+    s = s - s.mean(axis=1, keepdims=True)
+    return s - s.mean(axis=0, keepdims=True) if over_batch else s
+
+
 def test_swav_view_agreement_matches_numpy_and_its_limits():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(6, 10)), rng.normal(size=(6, 10))
-
-    def centred(s):
-        s = s - s.mean(axis=0, keepdims=True)
-        return s - s.mean(axis=1, keepdims=True)
-
-    ca, cb = centred(a), centred(b)
+    ca, cb = _centred(a), _centred(b)
     want = np.mean([ca[i] @ cb[i] / np.linalg.norm(ca[i]) / np.linalg.norm(cb[i]) for i in range(6)])
     assert swav_view_agreement(torch.tensor(a), torch.tensor(b)).item() == pytest.approx(want, rel=1e-5)
     # the same clip twice agrees fully; a shift common to the batch or to a clip's scores changes nothing
@@ -162,12 +163,7 @@ def test_swav_loss_near_the_uniform_solution_follows_the_second_order_expansion(
     s0 = common + d * own
     s1 = common + d * (shared * own + np.sqrt(1 - shared ** 2) * rng.normal(size=(b, k)))
     got = swav_loss([torch.tensor(s0), torch.tensor(s1)], tau, eps, 3).item() - np.log(k)
-
-    def centred(s, batch=True):
-        s = s - s.mean(axis=1, keepdims=True)
-        return s - s.mean(axis=0, keepdims=True) if batch else s
-
-    x0, x1, y0, y1 = centred(s0), centred(s1), centred(s0, False), centred(s1, False)
+    x0, x1, y0, y1 = _centred(s0), _centred(s1), _centred(s0, False), _centred(s1, False)
     want = np.mean((y0 ** 2).sum(1) + (y1 ** 2).sum(1) - 4 * tau / eps * (x0 * x1).sum(1)) / (4 * k * tau ** 2)
     assert got == pytest.approx(want, rel=0.05, abs=1e-7)
     agreement = swav_view_agreement(torch.tensor(s0), torch.tensor(s1)).item()
