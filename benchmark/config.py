@@ -170,6 +170,7 @@ class TrainerConfig:
     sync_bn: bool = False
     channels_last: bool = False
     compile: bool = False  # torch.compile the encoder (in place); measured by `perf` (train section)
+    augment_on: str = "workers"  # workers | device: colour, grey, blur and normalisation on the model's device
     progress: bool = True
 
 

@@ -51,20 +51,25 @@ def matmul_peak(device, dtype, n: int | None = None) -> float:
     return 2 * n ** 3 / sec
 
 
-def pretrain_sampler(cfg, mname: str, **augment):
-    """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler at the perf encoder's
-    input; ``augment`` overrides keys of the method's augmentation."""
-    from benchmark.data.pipeline import train_sampler
+def perf_method_config(cfg, mname: str, **augment):
+    """Method ``mname``'s config at the perf encoder's input; ``augment`` overrides keys of its
+    augmentation."""
     from methods import method_config
     mcfg = method_config(mname, **({"views": {"frames": cfg.encoder.frames}} if mname == "vdim" else
                                    {"clips": {"frames": cfg.encoder.frames, "stride": cfg.dataset.frame_stride}}))
     mcfg.augment.crop_size = cfg.encoder.size
     for key, value in augment.items():
         mcfg.augment[key] = value
-    return train_sampler(mcfg, cfg.encoder)
+    return mcfg
 
 
-def section_data(cfg, rows):
+def pretrain_sampler(cfg, mname: str, augment_on: str = "workers", **augment):
+    """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler (:func:`perf_method_config`)."""
+    from benchmark.data.pipeline import train_sampler
+    return train_sampler(perf_method_config(cfg, mname, **augment), cfg.encoder, augment_on)
+
+
+def section_data(cfg, rows, device):
     """Clips/s of our VDIM and rho-clip pretraining streams and of PyTorchVideo's ``Ucf101`` with
     its stock transforms on the same files, per worker count, timed in turns
     (:func:`rates_in_turns`: each round reads ``data_batches`` batches per worker from a fresh
@@ -111,6 +116,7 @@ def section_data(cfg, rows):
     rows.append(decode_once_lever(cfg, records))
     rows.append(affine_jitter_lever(cfg, records))
     rows.append(rgb_conversion_lever(cfg, records))
+    rows.append(device_augment_lever(cfg, records, device))
 
 
 def ptv_ucf101(cfg, records, videos: int):
@@ -191,6 +197,39 @@ def rgb_conversion_lever(cfg, records, n_videos: int = 16) -> dict:
                           cfg.repeats, warmup=1)
     return {"section": "data", "what": "frames/s to RGB, one 1-thread swscale per video (vs PyAV per frame)",
             "workers": 0, "clips_per_s": rate["ours"], "ratio": rate["ours"] / rate["pyav"]}
+
+
+def device_augment_lever(cfg, records, device, n_videos: int = 16) -> dict:
+    """The augment-on-device lever (``trainer.augment_on=device``), in this process: rho-SimCLR's
+    clips of ``n_videos`` videos in batches of ``batch_size``, augmented whole in the loader
+    (the default) against cropped in the loader and coloured, greyed, blurred and normalised per
+    view's batch on ``device`` (:mod:`benchmark.data.batch_augment`), each up to a batch on
+    ``device``, decode included, timed in turns. On CUDA the second moves that work off the CPU."""
+    from benchmark.data.batch_augment import step_generator
+    from benchmark.data.datasets import load_views
+    from benchmark.data.pipeline import batch_augment
+    batches = [[r.path for r in records[i:i + cfg.batch_size]] for i in range(0, n_videos, cfg.batch_size)]
+    mcfg = perf_method_config(cfg, "rho_simclr")
+    finish = batch_augment(mcfg, cfg.encoder, "device")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def views_of(augment_on: str):
+        index_fn, view_fn = pretrain_sampler(cfg, "rho_simclr", augment_on)
+
+        def run():
+            rng = np.random.default_rng(0)
+            for step, paths in enumerate(batches):
+                views = [torch.stack(v).to(device) for v in zip(*[load_views(p, index_fn, view_fn, rng) for p in paths])]
+                if augment_on == "device":
+                    views = [finish(v, step_generator(0, step, 0, k)) for k, v in enumerate(views)]
+            sync()
+        return run
+
+    clips = 2 * sum(map(len, batches))
+    rate = rates_in_turns({on: (views_of(on), clips) for on in ("device", "workers")}, cfg.repeats, warmup=1)
+    return {"section": "data", "what": f"ours rho_simclr clips, colour/grey/blur/normalise on {device.type} per batch "
+                                       "(vs in the loader per clip)",
+            "workers": 0, "clips_per_s": rate["device"], "ratio": rate["device"] / rate["workers"]}
 
 
 TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one
@@ -495,7 +534,7 @@ def main(cfg) -> None:
             from benchmark.errors import unknown_choice
             raise unknown_choice("perf section", name, list(SECTIONS))
         print(f"perf: {name} ...", flush=True)
-        SECTIONS[name](cfg, rows) if name == "data" else SECTIONS[name](cfg, rows, device)
+        SECTIONS[name](cfg, rows, device)
     rows += bottleneck_rows(rows)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")

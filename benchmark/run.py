@@ -112,7 +112,7 @@ def run(cfg) -> dict:
     from evaluation import check_eval_dataset
     from benchmark.data.pipeline import eval_sampler, train_sampler
     check_eval_dataset(cfg)  # bad settings fail here, before any data is written or read
-    train_sampler(cfg.method, cfg.encoder)
+    train_sampler(cfg.method, cfg.encoder, cfg.trainer.augment_on)
     eval_sampler(cfg.encoder, cfg.eval.clips_per_video, cfg.eval.spatial_crops, cfg.eval.frame_stride)
     skipped_log = str(run_dir / "skipped_videos.txt")
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from benchmark.checkpoint import (find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from benchmark.data.datasets import PretrainStream
-from benchmark.data.pipeline import train_sampler
+from benchmark.data.batch_augment import step_generator
+from benchmark.data.pipeline import batch_augment, train_sampler
 from benchmark.distributed import DistInfo, mean_over_processes
 from benchmark.errors import UserError, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
@@ -127,7 +128,8 @@ def in_layout(views: List[torch.Tensor], channels_last: bool) -> List[torch.Tens
 def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device: torch.device, dist_info: DistInfo,
              skipped_log: str, metrics: MetricsLog) -> PretrainResult:
     t = cfg.trainer
-    sampler = train_sampler(cfg.method, cfg.encoder)
+    sampler = train_sampler(cfg.method, cfg.encoder, t.augment_on)
+    on_device = batch_augment(cfg.method, cfg.encoder, t.augment_on)  # None: the workers augmented the views
     ckpt_dir = run_dir / "checkpoints"
     fp = fingerprint(cfg)
     if dist_info.is_main:
@@ -183,7 +185,10 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
     began, last_loss, step = time.time(), None, start
     for batch in loader:
         step = batch["step"]
-        views = in_layout([v.to(device, non_blocking=True) for v in batch["views"]], t.channels_last)
+        views = [v.to(device, non_blocking=True) for v in batch["views"]]
+        if on_device is not None:
+            views = [on_device(v, step_generator(cfg.seed, step, dist_info.rank, k)) for k, v in enumerate(views)]
+        views = in_layout(views, t.channels_last)
         labels = batch["label"].to(device)
         with autocast_for(device, t.precision):
             out = model(views, labels)

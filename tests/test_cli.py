@@ -42,6 +42,7 @@ def one_line_error(p):
     (["run", "eval.dataset=nope"], "unknown eval.dataset 'nope'; valid choices: hmdb51, kinetics400"),
     (["run", "eval.protocols=[probe]"], "unknown eval protocol 'probe'; valid choices: linear, finetune, knn"),
     (["run", "trainer.sync_bn=true", "trainer.device=cpu"], "trainer.sync_bn=true needs CUDA"),
+    (["run", "trainer.augment_on=gpu"], "unknown trainer.augment_on 'gpu'; valid choices: device, workers"),
 ])
 def test_bad_input_messages(args, expect, tmp_path):
     assert expect in one_line_error(cli(args, tmp_path))
@@ -85,9 +86,11 @@ def test_corrupt_video_is_skipped_and_counted(tmp_path, tiny_dataset):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_final_loss(tmp_path, tiny_dataset):
+@pytest.mark.parametrize("augment_on", ["workers", "device"])
+def test_killed_run_resumes_to_the_same_final_loss(tmp_path, tiny_dataset, augment_on):
+    """Also with trainer.augment_on=device, whose draws are seeded by the step, not by a running RNG."""
     common = [f"dataset.root={tiny_dataset}", "trainer.steps=8", "trainer.checkpoint_every=2", "trainer.log_every=1",
-              "eval.protocols=[knn]", *FAST]
+              "eval.protocols=[knn]", f"trainer.augment_on={augment_on}", *FAST]
     straight = cli(["run", f"results_dir={tmp_path / 'a'}", *common], tmp_path)
     assert straight.returncode == 0, straight.stderr[-2000:]
     want = json.loads(next((tmp_path / "a").glob("*/result.json")).read_text())["pretrain"]["final_loss"]
@@ -147,6 +150,8 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     assert {"ours vdim views", "ours rho_simclr views"} <= set(data)
     once = next(r for w, r in data.items() if w.startswith("ours vdim views, decode once"))
     assert once["clips_per_s"] > 0 and once["ratio"] > 0
+    on_device = next(r for w, r in data.items() if w.startswith("ours rho_simclr clips, colour/grey/blur/normalise on cpu"))
+    assert on_device["clips_per_s"] > 0 and on_device["ratio"] > 0
     step = next(r["clips_per_s"] for r in report["rows"] if r["what"] == "ours vdim" and r["precision"] == "bf16")
     summary = next(r for r in report["rows"] if r["section"] == "summary")
     assert summary["ratio"] == pytest.approx(data["ours vdim views"]["clips_per_s"] / step)

@@ -21,16 +21,51 @@ JITTER_IMPLS = ("affine", "torchvision")
 LUMA = torch.tensor([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale (ITU-R 601)
 
 
-def hue_rotation(h: float) -> torch.Tensor:
+def hue_rotation(h) -> torch.Tensor:
     """The 3x3 RGB map that turns hue by ``h`` of a full turn: a rotation by ``2 pi h`` about the
     grey axis (1, 1, 1) of the RGB cube (Rodrigues' formula). It keeps grey grey and turns the hue
     hexagon of HSV by exactly ``h`` at multiples of 1/6 (red -> green at 1/3); torchvision shifts
     the H of HSV instead, which is not linear, and in between the two differ by less than the
-    shift itself (``tests/test_augment.py`` bounds it)."""
-    c, s = math.cos(2 * math.pi * h), math.sin(2 * math.pi * h)
-    k = torch.full((3, 3), (1 - c) / 3)
-    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) * (s / math.sqrt(3))
-    return c * torch.eye(3) + k + cross
+    shift itself (``tests/test_augment.py`` bounds it). A tensor ``h`` of shape ``[B]`` gives
+    ``[B, 3, 3]``."""
+    h = torch.as_tensor(h, dtype=torch.float32)
+    c, s = torch.cos(2 * math.pi * h)[..., None, None], torch.sin(2 * math.pi * h)[..., None, None]
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=h.device) / math.sqrt(3)
+    return c * torch.eye(3, device=h.device) + (1 - c) / 3 + s * cross
+
+
+def affine_colour_maps(order: torch.Tensor, factors: torch.Tensor, frame_mean: torch.Tensor):
+    """Colour jitter of ``B`` clips as affine maps ``x -> M x + o_t`` (see :class:`AffineColorJitter`).
+
+    ``order``: ``[B, 4]`` the adjustments (0 brightness, 1 contrast, 2 saturation, 3 hue) in the
+    order each clip applies them; ``factors``: ``[B, 4]`` each adjustment's factor (hue: the
+    turn); ``frame_mean``: ``[B, T, 3]`` each frame's mean colour, which contrast blends towards
+    (as grey). Returns ``M [B, 3, 3]`` and ``o [B, T, 3]``. Each clip's adjustments may come in a
+    different order, so every step computes the four candidates and keeps each clip's own."""
+    b, dev, dt = order.shape[0], frame_mean.device, frame_mean.dtype
+    order, factors = order.to(dev), factors.to(device=dev, dtype=dt)
+    grey = LUMA.to(device=dev, dtype=dt)
+    eye = torch.eye(3, device=dev, dtype=dt)
+    m, o = eye.expand(b, 3, 3), torch.zeros_like(frame_mean)
+    for j in range(4):
+        op = order[:, j]
+        f = factors.gather(1, op[:, None])[:, :, None]                        # [B, 1, 1]
+        mean_grey = (frame_mean @ m.transpose(1, 2) + o) @ grey               # [B, T]
+        scaled_m, scaled_o = f * m, f * o                                     # brightness: x * f
+        contrast_o = scaled_o + (1 - f) * mean_grey[:, :, None]               # contrast: blend with the mean grey
+        saturate = f * eye + (1 - f) * torch.outer(torch.ones(3, device=dev, dtype=dt), grey)
+        a = torch.where((op == 2)[:, None, None], saturate, hue_rotation(f[:, 0, 0]).to(dt))
+        linear_m, linear_o = a @ m, o @ a.transpose(1, 2)                     # saturation, hue: x -> a x
+        pick = lambda *c: torch.where((op == 0)[:, None, None], c[0], torch.where((op == 1)[:, None, None], c[1], c[2]))  # noqa: E731
+        m, o = pick(scaled_m, scaled_m, linear_m), pick(scaled_o, contrast_o, linear_o)
+    return m, o
+
+
+def apply_colour_maps(x: torch.Tensor, m: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """``x``: ``[B, 3, T, H, W]`` in [0, 1]; ``m [B, 3, 3]``, ``o [B, T, 3]`` from
+    :func:`affine_colour_maps`; clamped to [0, 1] once."""
+    out = torch.einsum("bij,bjthw->bithw", m.to(x.dtype), x) + o.to(x.dtype).transpose(1, 2)[..., None, None]
+    return out.clamp_(0, 1)
 
 
 class AffineColorJitter(torch.nn.Module):
@@ -55,29 +90,12 @@ class AffineColorJitter(torch.nn.Module):
         factors = [float(torch.empty(1).uniform_(lo, hi)) if hi > lo else lo for lo, hi in self.ranges]
         return order, factors
 
-    @staticmethod
-    def affine_map(order, factors, frame_mean: torch.Tensor):
-        """``(M [3, 3], o [T, 3])`` of the adjustments in ``order``; ``frame_mean`` is ``[T, 3]``."""
-        m, o = torch.eye(3, dtype=frame_mean.dtype), torch.zeros_like(frame_mean)
-        grey = LUMA.to(frame_mean.dtype)
-        for op in order:
-            f = factors[op]
-            if op == 0:    # brightness: x * f
-                m, o = f * m, f * o
-            elif op == 1:  # contrast: blend with the frame's mean grey
-                mean_grey = (frame_mean @ m.T + o) @ grey
-                m, o = f * m, f * o + (1 - f) * mean_grey[:, None]
-            else:          # saturation: blend with the pixel's grey; hue: turn about the grey axis
-                a = f * torch.eye(3) + (1 - f) * torch.outer(torch.ones(3), grey) if op == 2 else hue_rotation(f)
-                a = a.to(m.dtype)
-                m, o = a @ m, o @ a.T
-        return m, o
-
     def forward(self, clip: torch.Tensor) -> torch.Tensor:  # [T, 3, H, W], uint8 or float in [0, 1]
         x = clip.float() / 255 if clip.dtype == torch.uint8 else clip
-        m, o = self.affine_map(*self.draw(), x.mean(dim=(-2, -1)))
-        out = torch.einsum("ij,tjhw->tihw", m.to(x.dtype), x) + o.to(x.dtype)[:, :, None, None]
-        return out.clamp_(0, 1)
+        order, factors = self.draw()
+        x = x.transpose(0, 1)[None]                                           # [1, 3, T, H, W]
+        m, o = affine_colour_maps(torch.tensor([order]), torch.tensor([factors]), x.mean(dim=(-2, -1)).transpose(1, 2))
+        return apply_colour_maps(x, m, o)[0].transpose(0, 1)
 
 
 def color_jitter(aug) -> torch.nn.Module:
@@ -106,7 +124,8 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 def scaled_lab(clip: torch.Tensor) -> torch.Tensor:
     """RGB in [0, 1] to Lab scaled to about [-1, 1] per channel."""
     lab = rgb_to_lab(clip)
-    return (lab - torch.tensor([50.0, 0.0, 0.0]).view(3, 1, 1)) / torch.tensor([50.0, 110.0, 110.0]).view(3, 1, 1)
+    centre, scale = (torch.tensor(v, device=clip.device).view(3, 1, 1) for v in ([50.0, 0.0, 0.0], [50.0, 110.0, 110.0]))
+    return (lab - centre) / scale
 
 
 class LabDropout(torch.nn.Module):
@@ -119,22 +138,37 @@ class LabDropout(torch.nn.Module):
         return lab
 
 
-def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
-    """The training augmentation of one clip, from an ``AugmentConfig``."""
+def check_colour_choice(aug) -> None:
     if aug.color not in COLOR_CHOICES:
         from benchmark.errors import unknown_choice
         raise unknown_choice("augment.color", aug.color, COLOR_CHOICES)
-    size = crop_size or aug.crop_size
+
+
+def spatial_ops(aug, size: int) -> list:
+    """Random resized crop, flip and rotation: the part of a clip's augmentation that moves pixels."""
     ops = [v2.RandomResizedCrop(size, scale=tuple(aug.crop_area), ratio=tuple(aug.crop_ratio), antialias=True)]
     if aug.flip_p > 0:
         ops.append(v2.RandomHorizontalFlip(aug.flip_p))
     if aug.rotation_degrees > 0:
         ops.append(v2.RandomRotation(aug.rotation_degrees))
+    return ops
+
+
+def blur_kernel_size(size: int) -> int:
+    """Gaussian blur's kernel: about a tenth of the crop, odd, at least 3 (SimCLR appendix A)."""
+    return max(3, (size // 10) | 1)
+
+
+def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
+    """The training augmentation of one clip, from an ``AugmentConfig``."""
+    check_colour_choice(aug)
+    size = crop_size or aug.crop_size
+    ops = spatial_ops(aug, size)
     if aug.color == "jitter":
         ops.append(v2.RandomApply([color_jitter(aug)], p=aug.jitter_p))
         ops.append(v2.RandomGrayscale(aug.grayscale_p))
     if aug.blur_p > 0:
-        k = max(3, (size // 10) | 1)
+        k = blur_kernel_size(size)
         ops.append(v2.RandomApply([v2.GaussianBlur(k, sigma=tuple(aug.blur_sigma))], p=aug.blur_p))
     ops.append(v2.ToDtype(torch.float32, scale=True))
     if aug.color == "lab_dropout":

@@ -12,9 +12,11 @@ from typing import List, Tuple
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from benchmark.data import samplers
-from benchmark.data.augment import build_clip_augment, build_eval_transform, to_model_input
+from benchmark.data.augment import build_clip_augment, build_eval_transform, spatial_ops, to_model_input
+from benchmark.data.batch_augment import BatchClipAugment, check_augment_on
 from benchmark.data.splits import VideoRecord, load_split
 from benchmark.errors import UserError, unknown_choice
 
@@ -53,15 +55,26 @@ def check_clip_fits(frames: int, stride: int, what: str) -> None:
         raise UserError(f"bad clip length for {what}: {frames} frames at stride {stride}; both must be >= 1")
 
 
-def train_sampler(method, encoder):
-    """``(index_fn, view_fn)`` of the method's pretraining sampler."""
+def spatial_view(spatial, frames: torch.Tensor, k: int = 0) -> torch.Tensor:
+    """Decoded ``uint8 [T, H, W, 3]`` frames through the spatial transforms only, to ``uint8 [3, T, H, W]``
+    (``trainer.augment_on=device``: the trainer does the rest, :mod:`benchmark.data.batch_augment`)."""
+    return spatial(frames.permute(0, 3, 1, 2)).permute(1, 0, 2, 3).contiguous()
+
+
+def train_sampler(method, encoder, augment_on: str = "workers"):
+    """``(index_fn, view_fn)`` of the method's pretraining sampler; with ``augment_on="device"``
+    the views leave the workers cropped but not yet coloured, blurred or normalised
+    (:func:`batch_augment`)."""
     kind = method.sampler
     if kind not in SAMPLERS:
         raise unknown_choice("method.sampler", kind, SAMPLERS)
+    check_augment_on(augment_on, method.augment)
     if kind == "none":
         return None
-    color = method.augment.color
-    view_fn = partial(augmented_view, build_clip_augment(method.augment, encoder.size), color)
+    if augment_on == "device":
+        view_fn = partial(spatial_view, v2.Compose(spatial_ops(method.augment, encoder.size)))
+    else:
+        view_fn = partial(augmented_view, build_clip_augment(method.augment, encoder.size), method.augment.color)
     if kind == "vdim_views":
         v = method.views
         if v.frames != encoder.frames:
@@ -75,6 +88,14 @@ def train_sampler(method, encoder):
     index_fn = partial(samplers.rho_clip_indices, rho=c.rho, frames=c.frames, stride=c.stride,
                        max_distance=c.max_distance)
     return (lambda n, rng: index_fn(n, rng=rng)), view_fn
+
+
+def batch_augment(method, encoder, augment_on: str):
+    """The trainer's half of ``trainer.augment_on=device`` (None when the workers augment)."""
+    check_augment_on(augment_on, method.augment)
+    if augment_on != "device" or method.sampler == "none":
+        return None
+    return BatchClipAugment(method.augment, encoder.size)
 
 
 def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride: int, color: str = "none"):
