@@ -82,3 +82,16 @@ def test_synthetic_data_gets_full_hue_jitter_and_real_data_the_papers(method):
         want = paper if overrides[0].startswith("method") else OmegaConf.load(ROOT / "configs" / "method" / "vdim.yaml").augment
         assert (real.hue, real.grayscale_p) == (want.hue, want.grayscale_p)
     assert compose_run([f"method={method}", "method.augment.hue=0.2"]).method.augment.hue == 0.2
+
+
+def test_rho_swav_small_batch_setting_comes_only_with_the_cpu_trainer():
+    """configs/method_trainer/rho_swav_cpu.yaml: Sinkhorn eps and temperature for the CPU default's
+    batch of 8; the GPU trainer and the paper preset keep SwAV's (REFERENCE.md: eps 0.05, tau 0.1),
+    and the other methods are untouched."""
+    cpu = compose_run(["method=rho_swav"])
+    assert (cpu.method.sinkhorn_eps, cpu.method.temperature) == (0.01, 0.2)
+    assert compose_run(["method=rho_swav", "method.sinkhorn_eps=0.05"]).method.sinkhorn_eps == 0.05  # overrides win
+    for args in (["method=rho_swav", "trainer=gpu"], ["experiment=rho_swav_k400", "dataset.root=/data/x"]):
+        paper = compose_run(args)
+        assert (paper.method.sinkhorn_eps, paper.method.temperature) == (0.05, 0.1), args
+    assert compose_run(["method=rho_simclr"]).method.temperature == 0.1
