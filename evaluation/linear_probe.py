@@ -13,8 +13,13 @@ from evaluation.aggregate import average_per_video, top1
 
 def train_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, lr: float, batch_size: int,
                  weight_decay: float = 0.0, seed: int = 0) -> torch.nn.Linear:
+    """A linear classifier trained by SGD on ``x``; its initial weights and its batches come from
+    ``seed`` alone, not from the global RNG, whose state depends on what ran before (a run whose
+    features came from the cache would otherwise probe from other initial weights)."""
     g = torch.Generator().manual_seed(seed)
-    clf = torch.nn.Linear(x.shape[1], num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clf = torch.nn.Linear(x.shape[1], num_classes)
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps = epochs * max(1, (len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

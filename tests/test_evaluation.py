@@ -19,6 +19,28 @@ def test_split_mean_std():
     assert split_summary({1: 50.0, 2: None})["mean"] == 50.0
 
 
+def test_linear_probe_depends_on_its_seed_not_on_the_global_rng():
+    """A run whose features come from the cache reaches the probe with another global RNG state
+    than one that extracted them; the probe must not notice (it did: 29.2 against 27.8)."""
+    from evaluation.linear_probe import linear_probe, train_linear
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, 16, generator=g), torch.randint(0, 4, (40,), generator=g)
+    train, test = torch.arange(30), torch.arange(30, 40)
+    torch.manual_seed(1)
+    a = linear_probe(x, y, train, test, 4, epochs=3, seed=5)
+    wa = train_linear(x[:, 0], y, 4, epochs=0, lr=0.1, batch_size=8, seed=5).weight
+    torch.manual_seed(2)
+    b = linear_probe(x, y, train, test, 4, epochs=3, seed=5)
+    wb = train_linear(x[:, 0], y, 4, epochs=0, lr=0.1, batch_size=8, seed=5).weight
+    assert a == b and torch.equal(wa, wb)
+    assert not torch.equal(wa, train_linear(x[:, 0], y, 4, epochs=0, lr=0.1, batch_size=8, seed=6).weight)
+    torch.manual_seed(3)
+    untouched = torch.rand(1)
+    torch.manual_seed(3)
+    linear_probe(x, y, train, test, 4, epochs=3, seed=5)
+    assert torch.equal(torch.rand(1), untouched)  # nor does the probe move the caller's stream
+
+
 def test_retrieval_on_constructed_neighbours():
     train = torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0]])
     ty = torch.tensor([0, 1, 2, 3])
