@@ -68,6 +68,13 @@ def apply_colour_maps(x: torch.Tensor, m: torch.Tensor, o: torch.Tensor) -> torc
     return out.clamp_(0, 1)
 
 
+def jitter_ranges(brightness: float, contrast: float, saturation: float, hue: float):
+    """``(low, high)`` of each adjustment's factor, in the order brightness, contrast, saturation,
+    hue, as torchvision's ``ColorJitter`` draws them."""
+    return [(max(0.0, 1 - brightness), 1 + brightness), (max(0.0, 1 - contrast), 1 + contrast),
+            (max(0.0, 1 - saturation), 1 + saturation), (-hue, hue)]
+
+
 class AffineColorJitter(torch.nn.Module):
     """torchvision's ``ColorJitter`` (brightness, contrast, saturation, hue; factors drawn the same
     way, applied in a random order) as one affine colour map per clip: each adjustment is affine
@@ -81,8 +88,7 @@ class AffineColorJitter(torch.nn.Module):
 
     def __init__(self, brightness: float, contrast: float, saturation: float, hue: float):
         super().__init__()
-        self.ranges = [(max(0.0, 1 - brightness), 1 + brightness), (max(0.0, 1 - contrast), 1 + contrast),
-                       (max(0.0, 1 - saturation), 1 + saturation), (-hue, hue)]
+        self.ranges = jitter_ranges(brightness, contrast, saturation, hue)
 
     def draw(self):
         """Adjustment order and factors, from torch's RNG as torchvision draws them."""

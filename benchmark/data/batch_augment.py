@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data.augment import (LUMA, MEAN, STD, affine_colour_maps, apply_colour_maps, blur_kernel_size,
-                                    check_colour_choice, scaled_lab)
+                                    check_colour_choice, jitter_ranges, scaled_lab)
 from benchmark.errors import UserError, unknown_choice
 
 AUGMENT_ON = ("workers", "device")
@@ -69,10 +69,7 @@ class BatchClipAugment(torch.nn.Module):
         check_colour_choice(aug)
         check_augment_on("device", aug)
         self.aug, self.kernel = aug, blur_kernel_size(size)
-        self.ranges = torch.tensor([[max(0.0, 1 - aug.brightness), 1 + aug.brightness],
-                                    [max(0.0, 1 - aug.contrast), 1 + aug.contrast],
-                                    [max(0.0, 1 - aug.saturation), 1 + aug.saturation],
-                                    [-aug.hue, aug.hue]])
+        self.ranges = torch.tensor(jitter_ranges(aug.brightness, aug.contrast, aug.saturation, aug.hue))
 
     def draw(self, b: int, generator: torch.Generator) -> dict:
         """Each clip's parameters, as the workers' transforms draw them per clip."""
