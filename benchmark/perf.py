@@ -81,14 +81,23 @@ def section_data(cfg, rows, device):
     from benchmark.data.pipeline import records_for
     from torch.utils.data import DataLoader
     records, _ = records_for(cfg.dataset, 1, "train")
+    from benchmark.data.batch_augment import step_generator
+    from benchmark.data.pipeline import batch_augment
     b = cfg.batch_size
-    samplers = {m: pretrain_sampler(cfg, m) for m in ("vdim", "rho_simclr")}
+    samplers = {(m, on): pretrain_sampler(cfg, m, on) for m in ("vdim", "rho_simclr") for on in AUGMENT_ON}
+    finish = {m: batch_augment(perf_method_config(cfg, m), cfg.encoder, "device") for m in ("vdim", "rho_simclr")}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ref = "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"
 
-    def ours(mname, w, n_batches):  # two views or clips per sample
+    def ours(mname, w, n_batches, on="workers"):  # two views or clips per sample
         def run():
-            for _ in DataLoader(PretrainStream(records, *samplers[mname], b, n_batches, 0), batch_size=None, num_workers=w):
-                pass
+            loader = DataLoader(PretrainStream(records, *samplers[mname, on], b, n_batches, 0), batch_size=None,
+                                num_workers=w, pin_memory=device.type == "cuda")
+            for batch in loader:
+                if on == "device":  # as the trainer does: to the device, then colour, grey, blur, normalise there
+                    [finish[mname](v.to(device, non_blocking=True), step_generator(0, batch["step"], 0, k))
+                     for k, v in enumerate(batch["views"])]
+            sync()
         return run
 
     def reference(w, n_batches):  # one clip per sample: twice the batches for the same number of clips
@@ -107,8 +116,8 @@ def section_data(cfg, rows, device):
     for w in cfg.workers:
         n_batches = cfg.data_batches * max(1, w)
         clips = n_batches * b * 2
-        rates = rates_in_turns({"ours vdim views": (ours("vdim", w, n_batches), clips),
-                                "ours rho_simclr views": (ours("rho_simclr", w, n_batches), clips),
+        rates = rates_in_turns({**{data_row(m, on): (ours(m, w, n_batches, on), clips)
+                                   for on in AUGMENT_ON for m in ("vdim", "rho_simclr")},
                                 ref: (reference(w, n_batches), clips)}, cfg.repeats, warmup=1)
         rows += [{"section": "data", "what": what, "workers": w, "clips_per_s": rate} for what, rate in rates.items()]
         rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w,
@@ -117,6 +126,14 @@ def section_data(cfg, rows, device):
     rows.append(affine_jitter_lever(cfg, records))
     rows.append(rgb_conversion_lever(cfg, records))
     rows.append(device_augment_lever(cfg, records, device))
+
+
+AUGMENT_ON = ("workers", "device")
+
+
+def data_row(mname: str, augment_on: str) -> str:
+    """The data section's name for method ``mname``'s stream with ``trainer.augment_on``."""
+    return f"ours {mname} views" + (", augmented on the device" if augment_on == "device" else "")
 
 
 def ptv_ucf101(cfg, records, videos: int):
@@ -235,10 +252,11 @@ def device_augment_lever(cfg, records, device, n_videos: int = 16) -> dict:
 TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one
 
 
-def bottleneck_rows(rows):
-    """Is the data pipeline the bottleneck of the default run? Its best clips/s over the VDIM
-    training step's clips/s in bf16 (above 1: the step waits for nothing)."""
-    data = [r["clips_per_s"] for r in rows if r["section"] == "data" and r["what"] == "ours vdim views"]
+def bottleneck_rows(rows, augment_on: str):
+    """Is the data pipeline the bottleneck of the default run? Its best clips/s with the trainer's
+    ``augment_on`` over the VDIM training step's clips/s in bf16 (above 1: the step waits for
+    nothing; with ``device``, the step also shares its device with the augmentation)."""
+    data = [r["clips_per_s"] for r in rows if r["section"] == "data" and r["what"] == data_row("vdim", augment_on)]
     step = [r["clips_per_s"] for r in rows if r["section"] == "train" and r["what"] == "ours vdim" and r["precision"] == "bf16"]
     if not (data and step):
         return []
@@ -535,7 +553,7 @@ def main(cfg) -> None:
             raise unknown_choice("perf section", name, list(SECTIONS))
         print(f"perf: {name} ...", flush=True)
         SECTIONS[name](cfg, rows, device)
-    rows += bottleneck_rows(rows)
+    rows += bottleneck_rows(rows, cfg.trainer.augment_on)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     out = Path(cfg.results_dir) / f"{stamp}_{device.type}"

@@ -147,7 +147,8 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     sections = {r["section"] for r in report["rows"]}
     assert sections == {"data", "train", "efficiency", "eval", "scaling", "summary"} and report["device"]
     data = {r["what"]: r for r in report["rows"] if r["section"] == "data"}
-    assert {"ours vdim views", "ours rho_simclr views"} <= set(data)
+    assert {"ours vdim views", "ours rho_simclr views", "ours vdim views, augmented on the device",
+            "ours rho_simclr views, augmented on the device"} <= set(data)
     once = next(r for w, r in data.items() if w.startswith("ours vdim views, decode once"))
     assert once["clips_per_s"] > 0 and once["ratio"] > 0
     on_device = next(r for w, r in data.items() if w.startswith("ours rho_simclr clips, colour/grey/blur/normalise on cpu"))
@@ -234,3 +235,13 @@ def test_submitit_launcher_with_two_tasks_forms_one_process_group(tmp_path, tiny
     assert len(results) == 1, results
     pre = json.loads(results[0].read_text())["pretrain"]
     assert pre["world_size"] == 2 and pre["clips_seen"] == 2 * 2 * 2 * 2
+
+
+def test_bottleneck_summary_reads_the_stream_the_trainer_uses():
+    """The summary divides the data rate of the trainer's ``augment_on`` path by the VDIM bf16 step."""
+    from benchmark.perf import bottleneck_rows
+    rows = [{"section": "data", "what": "ours vdim views", "clips_per_s": 100.0},
+            {"section": "data", "what": "ours vdim views, augmented on the device", "clips_per_s": 300.0},
+            {"section": "train", "what": "ours vdim", "precision": "bf16", "clips_per_s": 200.0}]
+    assert bottleneck_rows(rows, "workers")[0]["ratio"] == 0.5 and not bottleneck_rows(rows, "workers")[0]["met"]
+    assert bottleneck_rows(rows, "device")[0]["ratio"] == 1.5 and bottleneck_rows(rows, "device")[0]["met"]
