@@ -130,6 +130,7 @@ class RhoMethodConfig(MethodConfig):
     out_dim: int = 128
     mlp_bn: bool = True
     predictor_hidden_dim: int = 4096
+    predictor_lr_scale: float = 1.0  # rho-BYOL: the predictor's learning rate over the trainer's
     queue_size: int = 65536
     momentum: float = 0.994
     prototypes: int = 1000

@@ -35,7 +35,13 @@ class LARS(Optimizer):
 
 
 def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9) -> Optimizer:
-    params = [p for p in params if p.requires_grad]
+    """``params``: tensors, or param groups (dicts with ``params`` and an ``lr_scale`` on ``lr``)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{"params": [p for p in g["params"] if p.requires_grad], "lr": lr * g.get("lr_scale", 1.0)}
+                  for g in params]
+    else:
+        params = [p for p in params if p.requires_grad]
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":

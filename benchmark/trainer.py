@@ -147,7 +147,7 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False,
             broadcast_buffers=False)
-    opt = build_optimizer(t.optimizer, model.parameters(), t.lr, t.weight_decay, t.momentum)
+    opt = build_optimizer(t.optimizer, method.param_groups(), t.lr, t.weight_decay, t.momentum)
     sched = build_scheduler(opt, t.steps, t.schedule, t.warmup_steps, t.decay_every, t.decay_factor)
     scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16" and device.type == "cuda"))
     start = 0
@@ -155,6 +155,10 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
     if resume is not None:
         state = load_checkpoint(resume)
         method.load_state_dict(state["model"])
+        if len(state["optimizer"]["param_groups"]) != len(opt.param_groups):
+            raise UserError(f"{resume} was trained with {len(state['optimizer']['param_groups'])} optimizer "
+                            f"parameter group(s), this code makes {len(opt.param_groups)} for {cfg.method.name}; "
+                            "resume it with the commit in its result.json")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])

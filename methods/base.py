@@ -81,6 +81,11 @@ class Method(nn.Module):
     def forward(self, views: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def param_groups(self) -> List[Dict]:
+        """The optimizer's parameter groups, each with an ``lr_scale`` on the trainer's learning
+        rate; one group unless a method gives a part its own rate."""
+        return [{"params": list(self.parameters()), "lr_scale": 1.0}]
+
     def after_optimizer_step(self, step: int, total_steps: int) -> Dict[str, float]:
         """Called once after each optimizer step: moving averages, queues, schedules."""
         if not self.momentum_pairs:

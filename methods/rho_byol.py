@@ -18,6 +18,16 @@ class RhoBYOL(RhoMethod):
         self.make_target("encoder", "target_encoder")
         self.make_target("projector", "target_projector")
 
+    def param_groups(self):
+        """The predictor at ``predictor_lr_scale`` times the rate of the rest: a predictor that
+        adapts faster than the encoder keeps BYOL from collapsing (Tian et al. 2021, "Understanding
+        self-supervised learning dynamics without contrastive pairs", sec. 5; SimSiam, Chen & He
+        2021, sec. 4.4, holds its predictor's rate fixed for the same reason)."""
+        head = set(map(id, self.predictor.parameters()))
+        rest = [p for p in self.parameters() if id(p) not in head]
+        return [{"params": rest, "lr_scale": 1.0},
+                {"params": list(self.predictor.parameters()), "lr_scale": self.cfg.predictor_lr_scale}]
+
     def forward(self, views, labels=None):
         p = [self.predictor(z) for z in self.embed(views)]
         with torch.no_grad():

@@ -154,3 +154,17 @@ def test_negative_swav_queue_length_is_a_clear_error():
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="method.swav_queue_length and method.swav_queue_start_step must be >= 0"):
         build_method("rho_swav", build_encoder("vdim_small", **TINY), **OVERRIDES["rho_swav"], swav_queue_length=-3)
+
+
+def test_byol_predictor_learns_at_its_own_rate_and_every_weight_is_optimised_once():
+    from benchmark.optim import build_optimizer
+    m = build_method("rho_byol", build_encoder("vdim_small", **TINY), **OVERRIDES["rho_byol"], predictor_lr_scale=10.0)
+    opt = build_optimizer("adam", m.param_groups(), lr=1e-3)
+    by_id = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(by_id)  # none twice
+    assert set(by_id) == {id(p) for p in m.parameters() if p.requires_grad}  # targets excluded, all others in
+    assert all(by_id[id(p)] == pytest.approx(1e-2) for p in m.predictor.parameters())
+    assert all(by_id[id(p)] == pytest.approx(1e-3) for p in m.encoder.parameters())
+    sgd = build_optimizer("sgd", build_method("rho_simclr", build_encoder("vdim_small", **TINY),
+                                              **OVERRIDES["rho_simclr"]).param_groups(), lr=0.1)
+    assert [g["lr"] for g in sgd.param_groups] == [0.1]
