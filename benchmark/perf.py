@@ -78,11 +78,10 @@ def section_data(cfg, rows, device):
     of the data pipeline."""
     from benchmark import compat  # noqa: F401
     from benchmark.data.datasets import PretrainStream
-    from benchmark.data.pipeline import records_for
+    from benchmark.data.batch_augment import step_generator
+    from benchmark.data.pipeline import batch_augment, records_for
     from torch.utils.data import DataLoader
     records, _ = records_for(cfg.dataset, 1, "train")
-    from benchmark.data.batch_augment import step_generator
-    from benchmark.data.pipeline import batch_augment
     b = cfg.batch_size
     samplers = {(m, on): pretrain_sampler(cfg, m, on) for m in ("vdim", "rho_simclr") for on in AUGMENT_ON}
     finish = {m: batch_augment(perf_method_config(cfg, m), cfg.encoder, "device") for m in ("vdim", "rho_simclr")}
@@ -94,9 +93,10 @@ def section_data(cfg, rows, device):
             loader = DataLoader(PretrainStream(records, *samplers[mname, on], b, n_batches, 0), batch_size=None,
                                 num_workers=w, pin_memory=device.type == "cuda")
             for batch in loader:
-                if on == "device":  # as the trainer does: to the device, then colour, grey, blur, normalise there
-                    [finish[mname](v.to(device, non_blocking=True), step_generator(0, batch["step"], 0, k))
-                     for k, v in enumerate(batch["views"])]
+                if on != "device":
+                    continue
+                for k, v in enumerate(batch["views"]):  # as the trainer does: to the device, then colour, grey, blur, normalise
+                    finish[mname](v.to(device, non_blocking=True), step_generator(0, batch["step"], 0, k))
             sync()
         return run
 

@@ -19,10 +19,10 @@ class RhoBYOL(RhoMethod):
         self.make_target("projector", "target_projector")
 
     def param_groups(self):
-        """The predictor at ``predictor_lr_scale`` times the rate of the rest: a predictor that
-        adapts faster than the encoder keeps BYOL from collapsing (Tian et al. 2021, "Understanding
-        self-supervised learning dynamics without contrastive pairs", sec. 5; SimSiam, Chen & He
-        2021, sec. 4.4, holds its predictor's rate fixed for the same reason)."""
+        """The predictor at ``predictor_lr_scale`` times the rate of the rest (1: BYOL, Grill et al.
+        2020). A predictor that adapts faster than the encoder is argued to keep non-contrastive
+        learning from collapsing (Tian et al. 2021, "Understanding self-supervised learning dynamics
+        without contrastive pairs"; SimSiam, Chen & He 2021, sec. 4.2, fixes its predictor's rate)."""
         head = set(map(id, self.predictor.parameters()))
         rest = [p for p in self.parameters() if id(p) not in head]
         return [{"params": rest, "lr_scale": 1.0},
