@@ -78,13 +78,14 @@ def section_data(cfg, rows, device):
     of the data pipeline."""
     from benchmark import compat  # noqa: F401
     from benchmark.data.datasets import PretrainStream
-    from benchmark.data.batch_augment import step_generator
+    from benchmark.data.batch_augment import AUGMENT_ON, step_generator
     from benchmark.data.pipeline import batch_augment, records_for
     from torch.utils.data import DataLoader
     records, _ = records_for(cfg.dataset, 1, "train")
     b = cfg.batch_size
-    samplers = {(m, on): pretrain_sampler(cfg, m, on) for m in ("vdim", "rho_simclr") for on in AUGMENT_ON}
-    finish = {m: batch_augment(perf_method_config(cfg, m), cfg.encoder, "device") for m in ("vdim", "rho_simclr")}
+    streams = ("vdim", "rho_simclr")
+    samplers = {(m, on): pretrain_sampler(cfg, m, on) for m in streams for on in AUGMENT_ON}
+    finish = {m: batch_augment(perf_method_config(cfg, m), cfg.encoder, "device") for m in streams}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ref = "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"
 
@@ -117,7 +118,7 @@ def section_data(cfg, rows, device):
         n_batches = cfg.data_batches * max(1, w)
         clips = n_batches * b * 2
         rates = rates_in_turns({**{data_row(m, on): (ours(m, w, n_batches, on), clips)
-                                   for on in AUGMENT_ON for m in ("vdim", "rho_simclr")},
+                                   for on in AUGMENT_ON for m in streams},
                                 ref: (reference(w, n_batches), clips)}, cfg.repeats, warmup=1)
         rows += [{"section": "data", "what": what, "workers": w, "clips_per_s": rate} for what, rate in rates.items()]
         rows.append({"section": "data", "what": "ours vdim views / PyTorchVideo Ucf101", "workers": w,
@@ -126,9 +127,6 @@ def section_data(cfg, rows, device):
     rows.append(affine_jitter_lever(cfg, records))
     rows.append(rgb_conversion_lever(cfg, records))
     rows.append(device_augment_lever(cfg, records, device))
-
-
-AUGMENT_ON = ("workers", "device")
 
 
 def data_row(mname: str, augment_on: str) -> str:

@@ -155,11 +155,11 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
     if resume is not None:
         state = load_checkpoint(resume)
         method.load_state_dict(state["model"])
-        if len(state["optimizer"]["param_groups"]) != len(opt.param_groups):
-            raise UserError(f"{resume} was trained with {len(state['optimizer']['param_groups'])} optimizer "
-                            f"parameter group(s), this code makes {len(opt.param_groups)} for {cfg.method.name}; "
-                            "resume it with the commit in its result.json")
-        opt.load_state_dict(state["optimizer"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except ValueError as e:  # torch checks the parameter groups' number and sizes
+            raise UserError(f"{resume}: its optimizer state does not fit {cfg.method.name}'s parameter groups in "
+                            f"this code ({e}); resume it with the commit in its result.json") from e
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
