@@ -70,17 +70,18 @@ def test_preset_runs_one_step_on_synthetic_videos(name, tmp_path, tiny_dataset):
 
 
 @pytest.mark.parametrize("method", ["vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav"])
-def test_synthetic_data_gets_full_hue_jitter_and_real_data_the_papers(method):
-    """configs/data_augment/<dataset>.yaml adjusts colour strength by dataset for every method; a dataset
+def test_synthetic_data_gets_full_hue_jitter_and_whole_actor_crops_and_real_data_the_papers(method):
+    """configs/data_augment/<dataset>.yaml adjusts colour strength and crop area by dataset for every method; a dataset
     without one (UCF-101, the paper presets) keeps the method's paper augmentation; the command line wins."""
     paper = OmegaConf.load(ROOT / "configs" / "method" / ("vdim.yaml" if method == "vdim" else "_rho_common.yaml")).augment
     synthetic = compose_run([f"method={method}"]).method.augment
     assert (synthetic.hue, synthetic.grayscale_p) == (0.5, 0.5)
-    assert synthetic.brightness == paper.brightness and synthetic.crop_area == paper.crop_area  # nothing else moves
+    assert list(synthetic.crop_area) == [0.3, 1.0]  # VDIM's own range; the rho study's 0.2-0.766 cuts the actor
+    assert synthetic.brightness == paper.brightness and synthetic.crop_ratio == paper.crop_ratio  # nothing else moves
     for overrides in ([f"method={method}", "dataset=ucf101", "dataset.root=/x"], ["experiment=vdim_ucf101_table2", "dataset.root=/x"]):
         real = compose_run(overrides).method.augment
         want = paper if overrides[0].startswith("method") else OmegaConf.load(ROOT / "configs" / "method" / "vdim.yaml").augment
-        assert (real.hue, real.grayscale_p) == (want.hue, want.grayscale_p)
+        assert (real.hue, real.grayscale_p, list(real.crop_area)) == (want.hue, want.grayscale_p, list(want.crop_area))
     assert compose_run([f"method={method}", "method.augment.hue=0.2"]).method.augment.hue == 0.2
 
 
@@ -95,3 +96,13 @@ def test_rho_swav_small_batch_setting_comes_only_with_the_cpu_trainer():
         paper = compose_run(args)
         assert (paper.method.sinkhorn_eps, paper.method.temperature) == (0.05, 0.1), args
     assert compose_run(["method=rho_simclr"]).method.temperature == 0.1
+
+
+def test_rho_moco_queue_fits_the_synthetic_set_only():
+    """configs/method_dataset/rho_moco_synthetic.yaml: a queue under one epoch of split 1's 168 training
+    videos (336 keys at rho 2), whatever the trainer; real data and the paper preset keep MoCo's 65536."""
+    assert compose_run(["method=rho_moco"]).method.queue_size == 256
+    assert compose_run(["method=rho_moco", "trainer=gpu"]).method.queue_size == 256
+    assert compose_run(["method=rho_moco", "method.queue_size=512"]).method.queue_size == 512  # overrides win
+    for args in (["method=rho_moco", "dataset=ucf101", "dataset.root=/x"], ["experiment=rho_moco_k400", "dataset.root=/data/x"]):
+        assert compose_run(args).method.queue_size == 65536, args
