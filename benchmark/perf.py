@@ -42,13 +42,19 @@ def timed(fn, repeats: int, warmup: int = 2) -> float:
     return 1.0 / rates_in_turns({"fn": (fn, 1)}, repeats, warmup)["fn"]
 
 
-def matmul_peak(device, dtype, n: int | None = None) -> float:
-    """FLOP/s of an ``n x n`` matrix product: 2048 on CPU, 8192 on CUDA (smaller ones leave a GPU
-    partly idle and would understate its peak)."""
+def matmul_step(device, dtype, n: int | None = None):
+    """``(step, flop)`` of one ``n x n`` matrix product: 2048 on CPU, 8192 on CUDA (smaller ones
+    leave a GPU partly idle and would understate its peak). Timed in turns with the step it is the
+    peak of (:func:`section_efficiency`): on this shared CPU the measured bf16 peak moved 2.2x
+    within ten minutes (755 and 1680 GFLOP/s), so a peak taken apart from the step is no scale for it."""
     n = n or (8192 if device.type == "cuda" else 2048)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    sec = timed(lambda: (a @ b, torch.cuda.synchronize() if device.type == "cuda" else None), 5)
-    return 2 * n ** 3 / sec
+
+    def step():
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return step, 2 * n ** 3
 
 
 def perf_method_config(cfg, mname: str, **augment):
@@ -285,10 +291,6 @@ def step_fn(model_fn, params, device, precision: str, threads: int | None = None
     return step
 
 
-def train_step_rate(model_fn, params, clips: int, device, precision: str, repeats: int) -> float:
-    return clips / timed(step_fn(model_fn, params, device, precision), repeats)
-
-
 def rates_in_turns(steps: dict, repeats: int, warmup: int = 2) -> dict:
     """Clips/s of each ``name: (step, clips)``, timed in turns, one call of each per round,
     so that every candidate meets the same machine state (clock, caches, background load);
@@ -430,12 +432,11 @@ TARGET_PEAK_FRACTION = 0.40  # issue "Performance": VDIM encoder step at 32x128x
 
 def section_efficiency(cfg, rows, device):
     """Achieved FLOP/s of an encoder training step (fvcore MACs x 2 x 3 for forward and
-    backward, times clips/s) over the measured matmul peak in the same precision: the run's
-    encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
+    backward, times clips/s) over the matmul peak in the same precision, the two timed in turns:
+    the run's encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
     from benchmark.trainer import apply_speed_levers, in_layout
     from encoders import build_encoder, build_encoder_from_config
-    peaks = {p: matmul_peak(device, d) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
     if cfg.paper_resolution:  # the target is set for the Table 1 encoder in bf16
         encoders.append(("vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch, TARGET_PEAK_FRACTION))
@@ -446,14 +447,14 @@ def section_efficiency(cfg, rows, device):
         gflop = count_flops(enc, t, h) * 2  # fvcore counts one multiply-add as one
         apply_speed_levers(enc, cfg.trainer.channels_last, compile=False)  # the layout the trainer runs in
         x = in_layout([torch.randn(batch, 3, t, h, w, device=device)], cfg.trainer.channels_last)[0]
-        for precision in ("fp32", "bf16"):
-            rate = train_step_rate(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), batch,
-                                   device, precision, cfg.repeats)
-            achieved = gflop * 1e9 * 3 * rate
-            fraction = achieved / peaks[precision]
+        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            step = step_fn(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), device, precision)
+            rates = rates_in_turns({"step": (step, batch), "peak": matmul_step(device, dtype)}, cfg.repeats)
+            achieved = gflop * 1e9 * 3 * rates["step"]
+            fraction = achieved / rates["peak"]
             rows.append({"section": "efficiency", "what": f"{name} encoder step {t}x{h}x{w}, batch {batch}",
-                         "precision": precision, "clips_per_s": rate, "achieved_gflop_s": achieved / 1e9,
-                         "peak_gflop_s": peaks[precision] / 1e9, "fraction_of_peak": fraction,
+                         "precision": precision, "clips_per_s": rates["step"], "achieved_gflop_s": achieved / 1e9,
+                         "peak_gflop_s": rates["peak"] / 1e9, "fraction_of_peak": fraction,
                          **(against_target(fraction, target) if target and precision == "bf16" else {})})
 
 
