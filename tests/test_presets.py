@@ -106,3 +106,15 @@ def test_rho_moco_queue_fits_the_synthetic_set_only():
     assert compose_run(["method=rho_moco", "method.queue_size=512"]).method.queue_size == 512  # overrides win
     for args in (["method=rho_moco", "dataset=ucf101", "dataset.root=/x"], ["experiment=rho_moco_k400", "dataset.root=/data/x"]):
         assert compose_run(args).method.queue_size == 65536, args
+
+
+def test_rho_swav_gets_a_sinkhorn_batch_of_24_on_the_cpu_trainer_only():
+    """configs/trainer_method/cpu_rho_swav.yaml: at 8 clips per Sinkhorn batch rho-SwAV stays at the
+    uniform solution; the other methods keep the CPU trainer's 8, the GPU trainer and the paper
+    preset their own batches, and the command line wins."""
+    assert compose_run(["method=rho_swav"]).trainer.batch_size == 24
+    assert compose_run(["method=rho_swav", "trainer.batch_size=8"]).trainer.batch_size == 8
+    assert compose_run(["method=rho_swav", "trainer=gpu"]).trainer.batch_size == 64
+    assert compose_run(["experiment=rho_swav_k400", "dataset.root=/data/x"]).trainer.batch_size == 8
+    for method in ("vdim", "rho_simclr", "rho_moco", "rho_byol", "supervised", "random"):
+        assert compose_run([f"method={method}"]).trainer.batch_size == 8, method
