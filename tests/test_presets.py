@@ -109,7 +109,7 @@ def test_rho_moco_queue_fits_the_synthetic_set_only():
 
 
 def test_rho_swav_gets_a_sinkhorn_batch_of_24_on_the_cpu_trainer_only():
-    """configs/trainer_method/cpu_rho_swav.yaml: at 8 clips per Sinkhorn batch rho-SwAV stays at the
+    """configs/method_trainer/rho_swav_cpu.yaml: at 8 clips per Sinkhorn batch rho-SwAV stays at the
     uniform solution; the other methods keep the CPU trainer's 8, the GPU trainer and the paper
     preset their own batches, and the command line wins."""
     assert compose_run(["method=rho_swav"]).trainer.batch_size == 24
