@@ -108,13 +108,17 @@ def test_rho_moco_queue_fits_the_synthetic_set_only():
         assert compose_run(args).method.queue_size == 65536, args
 
 
-def test_rho_swav_gets_a_sinkhorn_batch_of_24_on_the_cpu_trainer_only():
-    """configs/method_trainer/rho_swav_cpu.yaml: at 8 clips per Sinkhorn batch rho-SwAV stays at the
-    uniform solution; the other methods keep the CPU trainer's 8, the GPU trainer and the paper
-    preset their own batches, and the command line wins."""
-    assert compose_run(["method=rho_swav"]).trainer.batch_size == 24
-    assert compose_run(["method=rho_swav", "trainer.batch_size=8"]).trainer.batch_size == 8
-    assert compose_run(["method=rho_swav", "trainer=gpu"]).trainer.batch_size == 64
-    assert compose_run(["experiment=rho_swav_k400", "dataset.root=/data/x"]).trainer.batch_size == 8
-    for method in ("vdim", "rho_simclr", "rho_moco", "rho_byol", "supervised", "random"):
+@pytest.mark.parametrize("method", ["rho_swav", "rho_byol"])
+def test_swav_and_byol_get_a_batch_of_24_on_the_cpu_trainer_only(method):
+    """configs/method_trainer/{rho_swav,rho_byol}_cpu.yaml: at 8 clips per batch rho-SwAV stays at the
+    uniform Sinkhorn solution and rho-BYOL's features collapse; the other methods keep the CPU
+    trainer's 8, the GPU trainer and the paper preset their own batches, and the command line wins."""
+    assert compose_run([f"method={method}"]).trainer.batch_size == 24
+    assert compose_run([f"method={method}", "trainer.batch_size=8"]).trainer.batch_size == 8
+    assert compose_run([f"method={method}", "trainer=gpu"]).trainer.batch_size == 64
+    assert compose_run([f"experiment={method}_k400", "dataset.root=/data/x"]).trainer.batch_size == 8
+
+
+def test_the_other_methods_keep_the_cpu_trainers_batch_of_8():
+    for method in ("vdim", "rho_simclr", "rho_moco", "supervised", "random"):
         assert compose_run([f"method={method}"]).trainer.batch_size == 8, method
