@@ -291,20 +291,25 @@ def step_fn(model_fn, params, device, precision: str, threads: int | None = None
     return step
 
 
-def rates_in_turns(steps: dict, repeats: int, warmup: int = 2) -> dict:
-    """Clips/s of each ``name: (step, clips)``, timed in turns, one call of each per round,
-    so that every candidate meets the same machine state (clock, caches, background load);
-    a candidate measured alone after another is up to 15% off on this CPU. Median per step."""
+def round_rates_in_turns(steps: dict, repeats: int, warmup: int = 2) -> dict:
+    """Clips/s of each ``name: (step, clips)`` in every round, timed in turns, one call of each
+    per round, so that every candidate meets the same machine state (clock, caches, background
+    load); a candidate measured alone after another is up to 15% off on this CPU."""
     for step, _ in steps.values():
         for _ in range(warmup):
             step()
-    times = {name: [] for name in steps}
+    rates = {name: [] for name in steps}
     for _ in range(repeats):
-        for name, (step, _) in steps.items():
+        for name, (step, clips) in steps.items():
             t = time.perf_counter()
             step()
-            times[name].append(time.perf_counter() - t)
-    return {name: clips / statistics.median(times[name]) for name, (_, clips) in steps.items()}
+            rates[name].append(clips / (time.perf_counter() - t))
+    return rates
+
+
+def rates_in_turns(steps: dict, repeats: int, warmup: int = 2) -> dict:
+    """The median over rounds of :func:`round_rates_in_turns`."""
+    return {name: statistics.median(r) for name, r in round_rates_in_turns(steps, repeats, warmup).items()}
 
 
 def ours_step(cfg, mname: str, views, device, precision: str, channels_last: bool, compile: bool,
@@ -358,6 +363,7 @@ def section_train(cfg, rows, device):
     b, e, t = cfg.batch_size, cfg.encoder, cfg.trainer
     views = [torch.randn(b, 3, e.frames, e.size, e.size, device=device) for _ in range(2)]
     default = {"channels_last": t.channels_last, "compile": t.compile}
+    rounds = {}  # (what, precision) -> clips/s in each round
     for precision in ("fp32", "bf16"):
         builders = {f"ours {m}": (lambda m=m: ours_step(cfg, m, views, device, precision, **default)) for m in METHODS}
         builders.update({f"ours vdim, {label}": (lambda kw=kw: ours_step(cfg, "vdim", views, device, precision, **{**default, **kw}))
@@ -372,31 +378,36 @@ def section_train(cfg, rows, device):
             except Exception as ex:
                 steps.pop(name, None)
                 notes[name] = f"unavailable: {type(ex).__name__}: {ex}"[:120]
-        rates = rates_in_turns(steps, cfg.repeats, warmup=1)
+        per_round = round_rates_in_turns(steps, cfg.repeats, warmup=1)
         for name in builders:
             row = {"section": "train", "what": name, "precision": precision}
             if name in notes:
                 rows.append({**row, "note": notes[name]})
                 continue
-            row["clips_per_s"] = rates[name]
+            row["clips_per_s"] = statistics.median(per_round[name])
+            rounds[(name, precision)] = per_round[name]
             if name.startswith("ours vdim, "):
-                row["ratio"] = rates[name] / rates["ours vdim"]
+                row["ratio"] = row["clips_per_s"] / statistics.median(per_round["ours vdim"])
             rows.append(row)
-    rows += reference_ratios(rows)
+    rows += reference_ratios(rows, rounds)
 
 
 TARGET_VS_REFERENCE = 1.5  # issue "Performance": our step at least 1.5x PyTorchVideo's
 
 
-def reference_ratios(rows):
-    """Ours over PyTorchVideo's step, per precision, with the target and by how much it is missed."""
+def reference_ratios(rows, rounds: dict):
+    """Ours over PyTorchVideo's step, per precision, with the target and by how much it is missed;
+    ``round_min`` and ``round_max`` bound the ratio of the two steps timed in the same round
+    (``rounds``: (what, precision) -> clips/s per round), the spread a single run carries."""
     rate = {(r["what"], r["precision"]): r["clips_per_s"] for r in rows if r["section"] == "train" and "clips_per_s" in r}
     out = []
     for ours, ref in (("ours rho_simclr", "PyTorchVideo SimCLR (reference)"), ("ours rho_byol", "PyTorchVideo BYOL (reference)")):
         for precision in ("fp32", "bf16"):
             if (ours, precision) in rate and (ref, precision) in rate:
+                same_round = [a / b for a, b in zip(rounds[(ours, precision)], rounds[(ref, precision)])]
                 out.append({"section": "train", "what": f"{ours} / {ref}", "precision": precision,
-                            **against_target(rate[(ours, precision)] / rate[(ref, precision)], TARGET_VS_REFERENCE)})
+                            **against_target(rate[(ours, precision)] / rate[(ref, precision)], TARGET_VS_REFERENCE),
+                            "round_min": min(same_round), "round_max": max(same_round)})
     return out
 
 
