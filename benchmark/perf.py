@@ -379,15 +379,16 @@ def section_train(cfg, rows, device):
                 steps.pop(name, None)
                 notes[name] = f"unavailable: {type(ex).__name__}: {ex}"[:120]
         per_round = round_rates_in_turns(steps, cfg.repeats, warmup=1)
+        rates = {name: statistics.median(r) for name, r in per_round.items()}
         for name in builders:
             row = {"section": "train", "what": name, "precision": precision}
             if name in notes:
                 rows.append({**row, "note": notes[name]})
                 continue
-            row["clips_per_s"] = statistics.median(per_round[name])
+            row["clips_per_s"] = rates[name]
             rounds[(name, precision)] = per_round[name]
             if name.startswith("ours vdim, "):
-                row["ratio"] = row["clips_per_s"] / statistics.median(per_round["ours vdim"])
+                row["ratio"] = rates[name] / rates["ours vdim"]
             rows.append(row)
     rows += reference_ratios(rows, rounds)
 
