@@ -89,6 +89,41 @@ class ConvBlock(nn.Sequential):
                          temporal_conv(c_out, c_out, spec.kt, spec.st, spec.pt), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
 
 
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity forward; backward hands its gradient back in the channels-last 3-D layout."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=torch.channels_last_3d)
+
+
+def is_channels_last_3d(x: torch.Tensor) -> bool:
+    """Stored channels-last 3-D (and not also plain contiguous, as a 1-channel or 1x1x1 map is)."""
+    return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+
+class LayoutKeepingAvgPool3d(nn.AvgPool3d):
+    """``nn.AvgPool3d`` whose output and input gradient keep the input's memory format.
+
+    On CPU, ``avg_pool3d`` and its backward return contiguous tensors for channels-last 3-D
+    input (``trainer.channels_last``). The residual sum after the pooled shortcut and the
+    gradients summed into the block's input then mix the two layouts, which sends the adds,
+    ReLU backwards and convolution backwards after them through slow strided paths (about 45 ms
+    of a 550 ms rho-SimCLR step, ``torch.profiler``). Values are unchanged: only the layout
+    the same numbers are stored in.
+    """
+
+    def forward(self, x):
+        if not is_channels_last_3d(x):
+            return super().forward(x)
+        out = super().forward(_ChannelsLastGrad.apply(x) if x.requires_grad else x)
+        return out.contiguous(memory_format=torch.channels_last_3d)
+
+
 class ResNxN(nn.Module):
     """AMDIM's residual NxN block with the 1x1 after the spatial conv made temporal."""
 
@@ -101,7 +136,7 @@ class ResNxN(nn.Module):
         nn.init.zeros_(self.temporal.weight)
         kernel, stride = (spec.kt, spec.ks, spec.ks), (spec.st, spec.ss, spec.ss)
         # a 1x1x1 pool of stride 1 is the identity (block 4 of the small layout): skipped
-        self.pool = nn.Identity() if kernel == stride == (1, 1, 1) else nn.AvgPool3d(kernel, stride)
+        self.pool = nn.Identity() if kernel == stride == (1, 1, 1) else LayoutKeepingAvgPool3d(kernel, stride)
 
     def forward(self, x):
         h = self.temporal(F.relu(self.bn(self.spatial(x))))

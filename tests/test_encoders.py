@@ -45,3 +45,39 @@ def test_wrong_input_size_names_expected_size():
     enc = build_encoder("vdim_small")
     with pytest.raises(ValueError, match=r"expects input \[B, 3, 16, 64, 64\]"):
         enc(torch.zeros(1, 3, 16, 32, 32))
+
+
+def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling():
+    """The trainer runs channels-last 3-D; CPU's avg_pool3d alone returns contiguous tensors,
+    which would make every residual sum and gradient after it mix the two layouts."""
+    from encoders.vdim import LayoutKeepingAvgPool3d
+    x = torch.randn(2, 8, 6, 10, 10)
+    x_cl = x.detach().contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    x_plain = x.detach().clone().requires_grad_()
+    out = LayoutKeepingAvgPool3d((3, 4, 4), (1, 2, 2))(x_cl)
+    expected = torch.nn.AvgPool3d((3, 4, 4), (1, 2, 2))(x_plain)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) and not out.is_contiguous()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    weights = torch.randn_like(expected)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert x_cl.grad.is_contiguous(memory_format=torch.channels_last_3d) and not x_cl.grad.is_contiguous()
+    torch.testing.assert_close(x_cl.grad, x_plain.grad, rtol=0, atol=0)
+
+
+def test_vdim_small_gradients_stay_channels_last_through_the_residual_blocks():
+    from encoders.vdim import ResNxN
+    enc = build_encoder("vdim_small").to(memory_format=torch.channels_last_3d)
+    grads = []  # the gradient reaching each residual block's input, as autograd hands it on
+
+    def watch_input(_, args):
+        args[0].register_hook(grads.append)
+    for module in enc.modules():
+        if isinstance(module, ResNxN):
+            module.register_forward_pre_hook(watch_input)
+    x = torch.randn(2, 3, 16, 64, 64).contiguous(memory_format=torch.channels_last_3d)
+    out = enc(x)["global"]
+    (out * torch.randn_like(out)).sum().backward()  # (a plain sum of the batch-normed output has no gradient)
+    assert len(grads) == 6
+    for i, g in enumerate(grads):
+        assert g.is_contiguous(memory_format=torch.channels_last_3d) and not g.is_contiguous(), f"block {i}"
