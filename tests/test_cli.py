@@ -246,3 +246,26 @@ def test_bottleneck_summary_reads_the_stream_the_trainer_uses():
             {"section": "train", "what": "ours vdim", "precision": "bf16", "clips_per_s": 200.0}]
     assert bottleneck_rows(rows, "workers")[0]["ratio"] == 0.5 and not bottleneck_rows(rows, "workers")[0]["met"]
     assert bottleneck_rows(rows, "device")[0]["ratio"] == 1.5 and bottleneck_rows(rows, "device")[0]["met"]
+
+
+def test_compile_lever_is_priced_and_compared_with_the_references_in_the_trainers_precision():
+    """torch.compile's rows: on the VDIM step in both precisions, and on the two steps compared with
+    PyTorchVideo's in the trainer's; its one-time cost and the step it has paid by follow from the
+    first call and the two rates (16 clips: 1.0 s eager, 0.5 s compiled, first call 10 s)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from benchmark.perf import compile_payoff, inductor_cache_state, lever_steps, reference_ratios
+    cfg = OmegaConf.create({"levers": ["compile"], "trainer": {"channels_last": True, "compile": False, "precision": "bf16"}})
+    cpu = torch.device("cpu")
+    assert set(lever_steps(cfg, cpu, "fp32")) == {"ours vdim, torch.compile on"}
+    assert set(lever_steps(cfg, cpu, "bf16")) == {f"ours {m}, torch.compile on" for m in ("vdim", "rho_simclr", "rho_byol")}
+    assert compile_payoff(10.0, 16, rate=32.0, eager_rate=16.0) == {"compile_s": 9.5, "pays_after_steps": 19.0}
+    assert compile_payoff(10.0, 16, rate=16.0, eager_rate=20.0) == {"compile_s": 9.0}  # never pays
+    assert [inductor_cache_state((3, 1), after) for after in ((3, 3), (5, 1), (3, 1))] == ["cold", "warm", "in process"]
+    rows = [{"section": "train", "what": w, "precision": "bf16", "clips_per_s": r} for w, r in
+            (("ours rho_simclr", 12.0), ("ours rho_simclr, torch.compile on", 18.0), ("PyTorchVideo SimCLR (reference)", 10.0))]
+    rounds = {(r["what"], "bf16"): [r["clips_per_s"]] for r in rows}
+    ratios = {r["what"]: (r["ratio"], r["met"]) for r in reference_ratios(rows, rounds)}
+    assert ratios == {"ours rho_simclr / PyTorchVideo SimCLR (reference)": (1.2, False),
+                      "ours rho_simclr, torch.compile on / PyTorchVideo SimCLR (reference)": (1.8, True)}
