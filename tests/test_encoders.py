@@ -47,15 +47,23 @@ def test_wrong_input_size_names_expected_size():
         enc(torch.zeros(1, 3, 16, 32, 32))
 
 
-def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling():
+@pytest.mark.parametrize("kernel,stride", [((3, 4, 4), (1, 2, 2)), ((1, 4, 4), (1, 2, 2)), ((1, 3, 3), (1, 1, 1))])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling(kernel, stride, autocast):
     """The trainer runs channels-last 3-D; CPU's avg_pool3d alone returns contiguous tensors,
-    which would make every residual sum and gradient after it mix the two layouts."""
+    which would make every residual sum and gradient after it mix the two layouts. Purely
+    spatial kernels take the 2-D route; all must equal nn.AvgPool3d on a contiguous copy exactly,
+    also under bf16 autocast (which runs the pool in fp32)."""
     from encoders.vdim import LayoutKeepingAvgPool3d
     x = torch.randn(2, 8, 6, 10, 10)
+    if autocast:
+        x = x.bfloat16()
     x_cl = x.detach().contiguous(memory_format=torch.channels_last_3d).requires_grad_()
     x_plain = x.detach().clone().requires_grad_()
-    out = LayoutKeepingAvgPool3d((3, 4, 4), (1, 2, 2))(x_cl)
-    expected = torch.nn.AvgPool3d((3, 4, 4), (1, 2, 2))(x_plain)
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        out = LayoutKeepingAvgPool3d(kernel, stride)(x_cl)
+        expected = torch.nn.AvgPool3d(kernel, stride)(x_plain)
+    assert out.dtype == expected.dtype == torch.float32
     assert out.is_contiguous(memory_format=torch.channels_last_3d) and not out.is_contiguous()
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     weights = torch.randn_like(expected)
