@@ -116,34 +116,37 @@ class LayoutKeepingAvgPool3d(nn.AvgPool3d):
     ReLU backwards and convolution backwards after them through slow strided paths (about 45 ms
     of a 550 ms rho-SimCLR step, ``torch.profiler``). Values are unchanged: only the layout
     the same numbers are stored in. A purely spatial pool (Table 1's blocks 3 and 4) runs on
-    CPU as a 2-D pool of the frames (:func:`spatial_avg_pool_channels_last`).
+    CPU as a 2-D pool of the frames (:meth:`spatial_avg_pool_channels_last`).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        kernel, stride, padding = _triple(self.kernel_size), _triple(self.stride), _triple(self.padding)
+        # (kernel, stride, padding) of the frames' 2-D pool when the pool does not reach across time
+        self.frame_pool = (kernel[1:], stride[1:], padding[1:]) if kernel[0] == stride[0] == 1 and padding[0] == 0 else None
 
     def forward(self, x):
         if not is_channels_last_3d(x):
             return super().forward(x)
-        if x.device.type == "cpu" and _triple(self.kernel_size)[0] == _triple(self.stride)[0] == 1 \
-                and _triple(self.padding)[0] == 0:
-            return spatial_avg_pool_channels_last(x, self)
+        if x.device.type == "cpu" and self.frame_pool:
+            return self.spatial_avg_pool_channels_last(x)
         out = super().forward(_ChannelsLastGrad.apply(x) if x.requires_grad else x)
         return out.contiguous(memory_format=torch.channels_last_3d)
 
-
-def spatial_avg_pool_channels_last(x: torch.Tensor, pool: nn.AvgPool3d) -> torch.Tensor:
-    """A ``(1, k, k)`` average pool of a channels-last 3-D map as a 2-D pool of its ``B * T``
-    frames: channels-last 3-D is ``[B, T, H, W, C]`` in memory, so the frames are a
-    channels-last 2-D batch without a copy, and CPU's 2-D pool has a channels-last kernel
-    (its 3-D pool does not: 37 ms against 11 ms forward and backward for block 3 of the small
-    encoder at batch 8). It sums each window in the same order, so output and gradients equal
-    ``avg_pool3d``'s bit for bit (tested). Under CPU autocast it runs in fp32, as autocast runs
-    ``avg_pool3d`` (``avg_pool2d`` autocast would leave in bf16)."""
-    if torch.is_autocast_enabled("cpu") and x.is_floating_point():
-        x = x.float()
-    b, c, t, h, w = x.shape
-    frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-    out = F.avg_pool2d(frames, _triple(pool.kernel_size)[1:], _triple(pool.stride)[1:], _triple(pool.padding)[1:],
-                       pool.ceil_mode, pool.count_include_pad, pool.divisor_override)
-    return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)
+    def spatial_avg_pool_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """This ``(1, k, k)`` pool of a channels-last 3-D map as a 2-D pool of its ``B * T`` frames:
+        channels-last 3-D is ``[B, T, H, W, C]`` in memory, so the frames are a channels-last 2-D
+        batch without a copy, and CPU's 2-D pool has a channels-last kernel (its 3-D pool does not:
+        37 ms against 11 ms forward and backward for block 3 of the small encoder at batch 8). It
+        sums each window in the same order, so output and gradients equal ``avg_pool3d``'s bit for
+        bit (tested). Under CPU autocast it runs in fp32, as autocast runs ``avg_pool3d``
+        (``avg_pool2d`` autocast would leave in bf16)."""
+        if torch.is_autocast_enabled("cpu") and x.is_floating_point():
+            x = x.float()
+        b, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+        out = F.avg_pool2d(frames, *self.frame_pool, self.ceil_mode, self.count_include_pad, self.divisor_override)
+        return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)
 
 
 class ResNxN(nn.Module):
