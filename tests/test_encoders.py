@@ -47,15 +47,17 @@ def test_wrong_input_size_names_expected_size():
         enc(torch.zeros(1, 3, 16, 32, 32))
 
 
-@pytest.mark.parametrize("kernel,stride", [((3, 4, 4), (1, 2, 2)), ((1, 4, 4), (1, 2, 2)), ((1, 3, 3), (1, 1, 1))])
+@pytest.mark.parametrize("kernel,stride", [((3, 4, 4), (1, 2, 2)), ((1, 4, 4), (1, 2, 2)), ((1, 3, 3), (1, 1, 1)),
+                                           ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))])
 @pytest.mark.parametrize("autocast", [False, True])
 def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling(kernel, stride, autocast):
     """The trainer runs channels-last 3-D; CPU's avg_pool3d alone returns contiguous tensors,
     which would make every residual sum and gradient after it mix the two layouts. Purely
-    spatial kernels take the 2-D route; all must equal nn.AvgPool3d on a contiguous copy exactly,
-    also under bf16 autocast (which runs the pool in fp32)."""
+    spatial kernels take the 2-D route, the others the window fold; all must equal nn.AvgPool3d
+    on a contiguous copy exactly, also under bf16 autocast (which runs the pool in fp32). The
+    input spans many magnitudes, so a sum in another order would round differently."""
     from encoders.vdim import LayoutKeepingAvgPool3d
-    x = torch.randn(2, 8, 6, 10, 10)
+    x = torch.randn(2, 8, 6, 10, 10) * torch.logspace(-4, 4, 10).view(1, 1, 1, 1, 10)
     if autocast:
         x = x.bfloat16()
     x_cl = x.detach().contiguous(memory_format=torch.channels_last_3d).requires_grad_()
