@@ -185,8 +185,10 @@ class LayoutKeepingAvgPool3d(nn.AvgPool3d):
             x = cpu_autocast_input(x)
             if self.frame_pool:
                 return self.spatial_avg_pool_channels_last(x)
-            # ATen sums fp32 in fp32 and fp64 in fp64, as the fold does; it sums bf16 in fp32
-            if self.window_fold and x.dtype in (torch.float32, torch.float64):
+            # ATen sums fp32 in fp32 and fp64 in fp64, as the fold does; it sums bf16 in fp32. Under
+            # torch.compile (trainer.compile) the plain pool stays: inductor fuses it with its
+            # neighbours, and 27 strided slices per pool would slow the compiled step
+            if self.window_fold and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling():
                 return _WindowFoldAvgPool3d.apply(x, *self.window_fold)
         out = super().forward(_ChannelsLastGrad.apply(x) if x.requires_grad else x)
         return out.contiguous(memory_format=torch.channels_last_3d)
