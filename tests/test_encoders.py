@@ -75,6 +75,18 @@ def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling(ke
     torch.testing.assert_close(x_cl.grad, x_plain.grad, rtol=0, atol=0)
 
 
+def test_3d_pool_is_the_plain_avg_pool3d_in_one_graph_under_torch_compile():
+    """The window fold is for eager CPU; traced by torch.compile (trainer.compile) the pool must
+    stay one graph with ATen's avg_pool3d in it, which inductor fuses with its neighbours."""
+    import torch._dynamo
+    from encoders.vdim import LayoutKeepingAvgPool3d
+    pool = LayoutKeepingAvgPool3d((3, 3, 3), (1, 1, 1))
+    x = torch.randn(2, 8, 5, 5, 5).contiguous(memory_format=torch.channels_last_3d)
+    explained = torch._dynamo.explain(pool)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    assert "avg_pool3d" in explained.graphs[0].code
+
+
 def test_vdim_small_gradients_stay_channels_last_through_the_residual_blocks():
     from encoders.vdim import ResNxN
     enc = build_encoder("vdim_small").to(memory_format=torch.channels_last_3d)
