@@ -75,6 +75,30 @@ def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling(ke
     torch.testing.assert_close(x_cl.grad, x_plain.grad, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("kernel,padding", [((1, 5, 5), (0, 2, 2)), ((3, 1, 1), (1, 0, 0)), ((3, 3, 3), (1, 2, 1))])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_reflect_padded_conv_equals_nn_conv3d_on_channels_last_input(kernel, padding, autocast):
+    """VDIM's reflect-padded first layer pads a channels-last map by concatenation: output, input
+    gradient and weight gradient must equal nn.Conv3d's (which pads with reflection_pad3d) exactly,
+    both convolving channels-last."""
+    from encoders.vdim import ReflectPadConv3d
+    torch.manual_seed(0)
+    ours = ReflectPadConv3d(3, 4, kernel, padding=padding, bias=False, padding_mode="reflect")
+    plain = torch.nn.Conv3d(3, 4, kernel, padding=padding, bias=False, padding_mode="reflect")
+    plain.load_state_dict(ours.state_dict())
+    ours.to(memory_format=torch.channels_last_3d), plain.to(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 3, 6, 9, 9).contiguous(memory_format=torch.channels_last_3d)
+    x_cl, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        out, expected = ours(x_cl), plain(x_plain)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    weights = torch.randn_like(expected)
+    (out.float() * weights).sum().backward()
+    (expected.float() * weights).sum().backward()
+    torch.testing.assert_close(x_cl.grad, x_plain.grad, rtol=0, atol=0)
+    torch.testing.assert_close(ours.weight.grad, plain.weight.grad, rtol=0, atol=0)
+
+
 def test_3d_pool_is_the_plain_avg_pool3d_in_one_graph_under_torch_compile():
     """The window fold is for eager CPU; traced by torch.compile (trainer.compile) the pool must
     stay one graph with ATen's avg_pool3d in it, which inductor fuses with its neighbours."""
