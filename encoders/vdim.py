@@ -175,7 +175,7 @@ class _WindowFoldAvgPool3d(torch.autograd.Function):
     views (one per window offset), so every output is the same number bit for bit (tested). The
     backward adds ``grad / K`` into each offset's view in reverse offset order: the order in which
     ATen's backward loop over the output reaches each input, so gradients match bit for bit too,
-    also where windows overlap. Block 5-7's 3-D pools of the small encoder: 24, 16 and 4 ms
+    also where windows overlap. Blocks 5-7's 3-D pools of the small encoder: 24, 16 and 4 ms
     forward and backward become 4, 3 and 1.5 ms at batch 8.
     """
 
