@@ -120,16 +120,19 @@ class ReflectPadConv3d(nn.Conv3d):
         return F.conv3d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
+def bias_free_conv3d(c_in, c_out, kernel, stride, padding):
+    """A bias-free convolution, reflect-padded (VDIM's first layer) where ``padding`` is not zero."""
+    if any(padding):
+        return ReflectPadConv3d(c_in, c_out, kernel, stride, padding, bias=False, padding_mode="reflect")
+    return nn.Conv3d(c_in, c_out, kernel, stride, bias=False)
+
+
 def spatial_conv(c_in, c_out, k, s, pad=0):
-    if pad:
-        return ReflectPadConv3d(c_in, c_out, (1, k, k), (1, s, s), (0, pad, pad), bias=False, padding_mode="reflect")
-    return nn.Conv3d(c_in, c_out, (1, k, k), (1, s, s), bias=False)
+    return bias_free_conv3d(c_in, c_out, (1, k, k), (1, s, s), (0, pad, pad))
 
 
 def temporal_conv(c_in, c_out, k, s, pad=0):
-    if pad:
-        return ReflectPadConv3d(c_in, c_out, (k, 1, 1), (s, 1, 1), (pad, 0, 0), bias=False, padding_mode="reflect")
-    return nn.Conv3d(c_in, c_out, (k, 1, 1), (s, 1, 1), bias=False)
+    return bias_free_conv3d(c_in, c_out, (k, 1, 1), (s, 1, 1), (pad, 0, 0))
 
 
 class ConvBlock(nn.Sequential):
