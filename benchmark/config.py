@@ -172,6 +172,7 @@ class TrainerConfig:
     channels_last: bool = False
     compile: bool = False  # torch.compile the encoder (in place); measured by `perf` (train section)
     augment_on: str = "workers"  # workers | device: colour, grey, blur and normalisation on the model's device
+    allocator: str = "retain"  # retain | system: glibc malloc keeps freed memory for reuse (benchmark/allocator.py)
     progress: bool = True
 
 
@@ -264,7 +265,7 @@ class PerfConfig:
     workers: List[int] = field(default_factory=lambda: [0, 2])
     data_batches: int = 4
     sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
-    levers: List[str] = field(default_factory=lambda: ["channels_last", "compile", "one_thread"])
+    levers: List[str] = field(default_factory=lambda: ["channels_last", "compile", "one_thread", "allocator"])
     paper_resolution: bool = True
     paper_batch: int = 2
     eval_videos: int = 32

@@ -9,9 +9,10 @@ same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured 
 of the VDIM loss as batch and locations grow). "Ours" is the step as the trainer runs it
 (``trainer.channels_last``, ``trainer.compile``); the references run as PyTorchVideo does.
 Levers are rows beside what they change: decoding once per sample and colour jitter as one
-affine map per clip (data), channels-last, ``torch.compile`` and the thread count, each
-flipped from the trainer's setting (``levers=[...]``, train; ``torch.compile`` also on the two
-steps compared with PyTorchVideo's, with its one-time cost), bf16 autocast (every train row).
+affine map per clip (data), channels-last, ``torch.compile``, the thread count and the host
+memory allocator, each flipped from the trainer's setting (``levers=[...]``, train;
+``torch.compile`` and the allocator also on the two steps compared with PyTorchVideo's,
+``torch.compile`` with its one-time cost), bf16 autocast (every train row).
 Writes ``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``.
 """
 from __future__ import annotations
@@ -262,7 +263,7 @@ def bottleneck_rows(rows, augment_on: str):
     ``augment_on`` over the VDIM training step's clips/s in bf16 (above 1: the step waits for
     nothing; with ``device``, the step also shares its device with the augmentation)."""
     data = [r["clips_per_s"] for r in rows if r["section"] == "data" and r["what"] == data_row("vdim", augment_on)]
-    step = [r["clips_per_s"] for r in rows if r["section"] == "train" and r["what"] == "ours vdim" and r["precision"] == "bf16"]
+    step = [r["clips_per_s"] for r in rows if r["section"] == "train" and r["what"] == "ours vdim" and r["precision"] == "bf16" and "clips_per_s" in r]
     if not (data and step):
         return []
     return [{"section": "summary", "what": "data clips/s over VDIM bf16 step clips/s (>1: data is not the bottleneck)",
@@ -452,7 +453,45 @@ def section_train(cfg, rows, device):
                     row["first_step_s"], row["compile_cache"] = first[name], cache[name]
                     row.update(compile_payoff(first[name], steps[name][1], rates[name], rates[plain]))
             rows.append(row)
+        if "allocator" in cfg.levers and precision == t.precision:
+            rows += allocator_lever_rows(steps, t.allocator, cfg.repeats, precision)
     rows += reference_ratios(rows, rounds)
+
+
+def allocator_lever_rows(steps: dict, allocator: str, repeats: int, precision: str) -> list:
+    """``trainer.allocator`` flipped (benchmark/allocator.py) on the VDIM step and the steps compared
+    with PyTorchVideo's, theirs included. Each step runs under both settings in turns, each time
+    after one untimed step in that setting (the first step after a switch frees or faults in
+    what the other setting left). ``system`` is glibc's thresholds at their ceiling, the state a
+    run reaches (the process's own start state cannot be restored once changed). ``ratio``: the
+    median over rounds of the flipped setting's clips/s over the trainer's, each pair timed
+    back to back; ``page_faults_per_step``: the flipped setting's, beside the trainer's."""
+    from benchmark.allocator import RETAIN, SYSTEM_AT_CEILING, minor_page_faults, set_malloc_options
+    options = {"retain": RETAIN, "system": SYSTEM_AT_CEILING}
+    other = "system" if allocator == "retain" else "retain"
+    names = [n for n in steps if n in {"ours vdim", *(f"ours {m}" for m in COMPARED), *(f"{r} (reference)" for r in REFERENCES)}]
+    rates = {(n, a): [] for n in names for a in options}
+    faults = {(n, a): [] for n in names for a in options}
+    if not set_malloc_options(options[allocator]):
+        return [{"section": "train", "what": f"allocator {other}", "precision": precision,
+                 "note": "unavailable: malloc is not glibc's, or another allocator is preloaded"}]
+    for r in range(repeats):
+        for name in names:
+            step, clips = steps[name]
+            for setting in ((other, allocator) if r % 2 == 0 else (allocator, other)):
+                set_malloc_options(options[setting])
+                step()
+                before, start = minor_page_faults(), time.perf_counter()
+                step()
+                rates[(name, setting)].append(clips / (time.perf_counter() - start))
+                faults[(name, setting)].append(minor_page_faults() - before)
+    set_malloc_options(options[allocator])
+    med = statistics.median
+    return [{"section": "train", "what": f"{name}, allocator {other}", "precision": precision,
+             "clips_per_s": med(rates[(name, other)]),
+             "ratio": med([a / b for a, b in zip(rates[(name, other)], rates[(name, allocator)])]),
+             "page_faults_per_step": med(faults[(name, other)]), "page_faults_per_step_default": med(faults[(name, allocator)])}
+            for name in names]
 
 
 TARGET_VS_REFERENCE = 1.5  # issue "Performance": our step at least 1.5x PyTorchVideo's
@@ -601,6 +640,7 @@ def section_eval(cfg, rows, device):
     ]
 
 
+LEVERS = ("channels_last", "compile", "one_thread", "allocator")
 SECTIONS = {"data": section_data, "train": section_train, "efficiency": section_efficiency, "eval": section_eval,
             "scaling": section_scaling}
 
@@ -619,13 +659,17 @@ def markdown_tables(rows) -> str:
 @hydra.main(config_path=CONFIG_DIR, config_name="perf", version_base="1.3")
 @user_errors_exit
 def main(cfg) -> None:
+    from benchmark.allocator import use_allocator
     from benchmark.distributed import resolve_device
+    from benchmark.errors import unknown_choice
+    for kind, chosen, valid in (("perf section", cfg.sections, SECTIONS), ("perf lever", cfg.levers, LEVERS)):
+        for name in chosen:
+            if name not in valid:
+                raise unknown_choice(kind, name, list(valid))
+    allocator = use_allocator(cfg.trainer.allocator)
     device = resolve_device(cfg.trainer.device)
     rows = []
     for name in cfg.sections:
-        if name not in SECTIONS:
-            from benchmark.errors import unknown_choice
-            raise unknown_choice("perf section", name, list(SECTIONS))
         print(f"perf: {name} ...", flush=True)
         SECTIONS[name](cfg, rows, device)
     rows += bottleneck_rows(rows, cfg.trainer.augment_on)
@@ -633,10 +677,10 @@ def main(cfg) -> None:
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     out = Path(cfg.results_dir) / f"{stamp}_{device.type}"
     out.mkdir(parents=True, exist_ok=True)
-    report = {"date": stamp, "device": dev, "torch": torch.__version__, "rows": rows}
+    report = {"date": stamp, "device": dev, "torch": torch.__version__, "allocator": allocator, "rows": rows}
     from benchmark.checkpoint import atomic_write_bytes, atomic_write_json
     atomic_write_json(out / "perf.json", report)
-    md = f"# perf {stamp} on {dev}, torch {torch.__version__}\n\n" + markdown_tables(rows)
+    md = f"# perf {stamp} on {dev}, torch {torch.__version__}, allocator {allocator}\n\n" + markdown_tables(rows)
     atomic_write_bytes(out / "perf.md", lambda f: f.write(md.encode()))
     print(md)
     print(f"wrote {out / 'perf.json'}")

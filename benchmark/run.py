@@ -19,6 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from benchmark.allocator import use_allocator
 from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.data.datasets import count_skipped
@@ -101,6 +102,7 @@ def restrict_supervised_splits(cfg) -> None:
 
 def run(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    log.info("allocator: %s", use_allocator(cfg.trainer.allocator))
     export_launcher_env()
     device = resolve_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
     check_sync_bn(cfg.trainer.sync_bn, device)

@@ -34,7 +34,8 @@ from benchmark.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-NOT_FINGERPRINTED = ("resume", "progress", "num_workers", "log_every", "checkpoint_every", "threads")
+NOT_FINGERPRINTED = ("resume", "progress", "num_workers", "log_every", "checkpoint_every", "threads",
+                     "allocator")
 
 
 class TrainingDiverged(UserError):

@@ -43,6 +43,8 @@ def one_line_error(p):
     (["run", "eval.protocols=[probe]"], "unknown eval protocol 'probe'; valid choices: linear, finetune, knn"),
     (["run", "trainer.sync_bn=true", "trainer.device=cpu"], "trainer.sync_bn=true needs CUDA"),
     (["run", "trainer.augment_on=gpu"], "unknown trainer.augment_on 'gpu'; valid choices: device, workers"),
+    (["run", "trainer.allocator=jemalloc"], "unknown trainer.allocator 'jemalloc'; valid choices: retain, system"),
+    (["perf", "levers=[threads]"], "unknown perf lever 'threads'; valid choices: allocator, channels_last, compile"),
 ])
 def test_bad_input_messages(args, expect, tmp_path):
     assert expect in one_line_error(cli(args, tmp_path))
@@ -139,7 +141,7 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
 
 @pytest.mark.slow
 def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
-    p = cli(["perf", "sections=[data,train,efficiency,eval,scaling]", "levers=[channels_last]", "batch_size=2", "repeats=1", "workers=[0]",
+    p = cli(["perf", "sections=[data,train,efficiency,eval,scaling]", "levers=[channels_last,allocator]", "batch_size=2", "repeats=1", "workers=[0]",
              "eval_videos=6", "eval_epochs_measured=2", "paper_resolution=false", "scaling_batches=[2,4]", "scaling_locations=[1,8]", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
              "encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", f"results_dir={tmp_path / 'perf'}"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -169,6 +171,12 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     assert {r["precision"] for r in levers} == {"fp32", "bf16"}
     assert all(r["ratio"] == pytest.approx(r["clips_per_s"] / plain[r["precision"]]) for r in levers)
     assert not any("torch.compile" in r["what"] for r in report["rows"])  # only the levers asked for
+    assert report["allocator"].startswith("retain")
+    flipped = {r["what"]: r for r in report["rows"] if r["what"].endswith(", allocator system")}
+    assert set(flipped) == {f"{w}, allocator system" for w in ("ours vdim", "ours rho_simclr", "ours rho_byol",
+                                                               "PyTorchVideo SimCLR (reference)", "PyTorchVideo BYOL (reference)")}
+    assert all(r["precision"] == "bf16" and r["clips_per_s"] > 0 and r["ratio"] > 0 and r["page_faults_per_step"] >= 0
+               and r["page_faults_per_step_default"] >= 0 for r in flipped.values())
 
 
 @pytest.mark.slow

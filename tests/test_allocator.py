@@ -1,0 +1,50 @@
+"""trainer.allocator (benchmark/allocator.py): ``retain`` stops glibc's malloc from faulting the
+pages of a freed large block in again when a block of the same size is allocated next."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmark.allocator import ALLOCATORS, glibc, use_allocator
+from benchmark.errors import UserError
+
+# In a child process: mallopt settings are process-wide and cannot be undone.
+FAULTS_PER_ROUND = """
+import json, sys, torch
+from benchmark.allocator import SYSTEM_AT_CEILING, minor_page_faults, set_malloc_options, use_allocator
+if sys.argv[1] == "retain":
+    print(use_allocator("retain"), file=sys.stderr)
+else:
+    assert set_malloc_options(SYSTEM_AT_CEILING)
+faults = []
+for _ in range(6):
+    before = minor_page_faults()
+    x = torch.ones(48 << 20, dtype=torch.uint8)  # 48 MiB: above glibc's largest mmap threshold
+    y = torch.ones(8 << 20, dtype=torch.uint8)  # 8 MiB: below it
+    del x, y
+    faults.append(minor_page_faults() - before)
+print(json.dumps(faults))
+"""
+
+
+def faults_per_round(setting: str) -> list:
+    p = subprocess.run([sys.executable, "-c", FAULTS_PER_ROUND, setting], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.mark.skipif(glibc() is None, reason="mallopt needs glibc's malloc")
+def test_retain_reuses_freed_pages_where_the_default_faults_them_in_again():
+    pages = (48 << 20) // 4096  # the 48 MiB block's; the 8 MiB one stays in the heap either way
+    system, retain = faults_per_round("system"), faults_per_round("retain")
+    assert all(f >= 0.9 * pages for f in system[1:]), system  # unmapped on free, faulted in again
+    assert all(f < 0.05 * pages for f in retain[2:]), retain  # kept and reused
+    assert retain[0] >= 0.9 * pages  # the first round still takes its pages from the kernel
+
+
+def test_allocator_choices_and_bad_choice():
+    assert ALLOCATORS == ("retain", "system")
+    assert use_allocator("system").startswith("system")
+    with pytest.raises(UserError, match="unknown trainer.allocator 'tcmalloc'; valid choices: retain, system"):
+        use_allocator("tcmalloc")
