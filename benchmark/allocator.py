@@ -30,12 +30,8 @@ import resource
 from benchmark.errors import unknown_choice
 
 ALLOCATORS = ("retain", "system")
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -2, -3, -4  # glibc's malloc.h
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4  # glibc's malloc.h
 RETAIN = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, 1 << 30))
-# glibc's own thresholds once they have grown to their ceiling (the state of a long run under
-# ``system``): the benchmark switches to these and back to compare the two in turns.
-SYSTEM_AT_CEILING = ((M_MMAP_MAX, 65536), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 64 << 20),
-                     (M_TOP_PAD, 128 << 10))
 PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")
 
 

@@ -454,44 +454,91 @@ def section_train(cfg, rows, device):
                     row.update(compile_payoff(first[name], steps[name][1], rates[name], rates[plain]))
             rows.append(row)
         if "allocator" in cfg.levers and precision == t.precision:
-            rows += allocator_lever_rows(steps, t.allocator, cfg.repeats, precision)
+            rows += allocator_lever_rows("train", compared_steps, cfg, precision)
     rows += reference_ratios(rows, rounds)
 
 
-def allocator_lever_rows(steps: dict, allocator: str, repeats: int, precision: str) -> list:
-    """``trainer.allocator`` flipped (benchmark/allocator.py) on the VDIM step and the steps compared
-    with PyTorchVideo's, theirs included. Each step runs under both settings in turns, each time
-    after one untimed step in that setting (the first step after a switch frees or faults in
-    what the other setting left). ``system`` is glibc's thresholds at their ceiling, the state a
-    run reaches (the process's own start state cannot be restored once changed). ``ratio``: the
-    median over rounds of the flipped setting's clips/s over the trainer's, each pair timed
-    back to back; ``page_faults_per_step``: the flipped setting's, beside the trainer's."""
-    from benchmark.allocator import RETAIN, SYSTEM_AT_CEILING, minor_page_faults, set_malloc_options
-    options = {"retain": RETAIN, "system": SYSTEM_AT_CEILING}
-    other = "system" if allocator == "retain" else "retain"
-    names = [n for n in steps if n in {"ours vdim", *(f"ours {m}" for m in COMPARED), *(f"{r} (reference)" for r in REFERENCES)}]
-    rates = {(n, a): [] for n in names for a in options}
-    faults = {(n, a): [] for n in names for a in options}
-    if not set_malloc_options(options[allocator]):
-        return [{"section": "train", "what": f"allocator {other}", "precision": precision,
-                 "note": "unavailable: malloc is not glibc's, or another allocator is preloaded"}]
-    for r in range(repeats):
-        for name in names:
-            step, clips = steps[name]
-            for setting in ((other, allocator) if r % 2 == 0 else (allocator, other)):
-                set_malloc_options(options[setting])
-                step()
-                before, start = minor_page_faults(), time.perf_counter()
-                step()
-                rates[(name, setting)].append(clips / (time.perf_counter() - start))
-                faults[(name, setting)].append(minor_page_faults() - before)
-    set_malloc_options(options[allocator])
+def allocator_child(conn, allocator: str, build, cfg_container: dict, precision: str) -> None:
+    """A fresh (spawned) process whose malloc has run under ``allocator`` from its start: builds
+    ``build(cfg, precision)``'s steps, names them, then times the step named in each message,
+    answering ``(clips/s, pages faulted in)``, until it receives None."""
+    from omegaconf import OmegaConf
+
+    from benchmark.allocator import minor_page_faults, use_allocator
+    use_allocator(allocator)
+    steps = build(OmegaConf.create(cfg_container), precision)
+    conn.send(list(steps))
+    while (name := conn.recv()) is not None:
+        step, clips = steps[name]
+        before, start = minor_page_faults(), time.perf_counter()
+        step()
+        conn.send((clips / (time.perf_counter() - start), minor_page_faults() - before))
+
+
+def allocator_lever_rows(section: str, build, cfg, precision: str) -> list:
+    """``trainer.allocator`` flipped (benchmark/allocator.py) on the steps ``build(cfg, precision)``
+    makes. malloc's settings hold for a whole process and its heap keeps what they did, so each
+    setting gets a fresh process of its own (spawned: a forked one would inherit this process's
+    heap); the two hold their models side by side and step one at a time, in turns, as
+    :func:`round_rates_in_turns` does within a process (two untimed rounds first). ``ratio``: the
+    median over rounds of the flipped setting's clips/s over the trainer's setting's, each pair
+    timed back to back; ``page_faults_per_step``: the flipped setting's, beside the trainer's."""
+    import multiprocessing
+
+    from omegaconf import OmegaConf
+    mine, other = cfg.trainer.allocator, "system" if cfg.trainer.allocator == "retain" else "retain"
+    container = OmegaConf.to_container(cfg, resolve=True)
+    ctx = multiprocessing.get_context("spawn")
+    procs, conns = {}, {}
+    try:
+        for setting in (mine, other):
+            conns[setting], theirs = ctx.Pipe()
+            procs[setting] = ctx.Process(target=allocator_child, args=(theirs, setting, build, container, precision),
+                                         daemon=True)
+            procs[setting].start()
+        names = [conns[s].recv() for s in (mine, other)][0]
+        rates = {(n, s): [] for n in names for s in (mine, other)}
+        faults = {(n, s): [] for n in names for s in (mine, other)}
+        for r in range(-2, cfg.repeats):
+            for name in names:
+                for setting in ((other, mine) if r % 2 == 0 else (mine, other)):
+                    conns[setting].send(name)
+                    rate, faulted = conns[setting].recv()
+                    if r >= 0:
+                        rates[(name, setting)].append(rate)
+                        faults[(name, setting)].append(faulted)
+    except (EOFError, OSError) as ex:
+        return [{"section": section, "what": f"allocator {other}", "precision": precision,
+                 "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]}]
+    finally:
+        for setting, conn in conns.items():
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            procs[setting].join(timeout=30)
+            if procs[setting].is_alive():
+                procs[setting].terminate()
     med = statistics.median
-    return [{"section": "train", "what": f"{name}, allocator {other}", "precision": precision,
+    return [{"section": section, "what": f"{name}, allocator {other}", "precision": precision,
              "clips_per_s": med(rates[(name, other)]),
-             "ratio": med([a / b for a, b in zip(rates[(name, other)], rates[(name, allocator)])]),
-             "page_faults_per_step": med(faults[(name, other)]), "page_faults_per_step_default": med(faults[(name, allocator)])}
+             "ratio": med([a / b for a, b in zip(rates[(name, other)], rates[(name, mine)])]),
+             "page_faults_per_step": int(med(faults[(name, other)])),
+             "page_faults_per_step_default": int(med(faults[(name, mine)]))}
             for name in names]
+
+
+def compared_steps(cfg, precision: str) -> dict:
+    """The VDIM step, the two compared with PyTorchVideo's and those two references, as the train
+    section builds them (for a process of :func:`allocator_lever_rows`)."""
+    from benchmark.distributed import resolve_device
+    device = resolve_device(cfg.trainer.device)
+    b, e, t = cfg.batch_size, cfg.encoder, cfg.trainer
+    torch.manual_seed(0)
+    views = [torch.randn(b, 3, e.frames, e.size, e.size, device=device) for _ in range(2)]
+    steps = {f"ours {m}": ours_step(cfg, m, views, device, precision, t.channels_last, t.compile) for m in ("vdim", *COMPARED)}
+    steps.update({f"{r} (reference)": reference_step(build, cfg, views, device, precision) for r, build in REFERENCES.items()})
+    return steps
 
 
 TARGET_VS_REFERENCE = 1.5  # issue "Performance": our step at least 1.5x PyTorchVideo's
@@ -545,32 +592,55 @@ REFERENCES = {"PyTorchVideo SimCLR": _ptv_simclr, "PyTorchVideo BYOL": _ptv_byol
 TARGET_PEAK_FRACTION = 0.40  # issue "Performance": VDIM encoder step at 32x128x128, bf16
 
 
+def prepared_encoder(name: str, build, batch: int, cfg, device) -> tuple:
+    """``(encoder, input, what)``: an encoder in the trainer's layout, a batch for it, its row name."""
+    from benchmark.trainer import apply_speed_levers, in_layout
+    torch.manual_seed(0)
+    enc = build().to(device).train()
+    t, h, w = enc.input_shape
+    apply_speed_levers(enc, cfg.trainer.channels_last, compile=False)  # the layout the trainer runs in
+    x = in_layout([torch.randn(batch, 3, t, h, w, device=device)], cfg.trainer.channels_last)[0]
+    return enc, x, f"{name} encoder step {t}x{h}x{w}, batch {batch}"
+
+
+def encoder_step(enc, x, device, precision: str):
+    """A training step of the encoder alone (its global features squared as the loss)."""
+    return step_fn(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), device, precision)
+
+
+def paper_encoder_step(cfg, precision: str) -> dict:
+    """The efficiency section's Table 1 encoder step (for a process of :func:`allocator_lever_rows`)."""
+    from benchmark.distributed import resolve_device
+    from encoders import build_encoder
+    device = resolve_device(cfg.trainer.device)
+    enc, x, what = prepared_encoder("vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch, cfg, device)
+    return {what: (encoder_step(enc, x, device, precision), cfg.paper_batch)}
+
+
 def section_efficiency(cfg, rows, device):
     """Achieved FLOP/s of an encoder training step (fvcore MACs x 2 x 3 for forward and
     backward, times clips/s) over the matmul peak in the same precision, the two timed in turns:
     the run's encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
-    from benchmark.trainer import apply_speed_levers, in_layout
     from encoders import build_encoder, build_encoder_from_config
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
     if cfg.paper_resolution:  # the target is set for the Table 1 encoder in bf16
         encoders.append(("vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch, TARGET_PEAK_FRACTION))
     for name, build, batch, target in encoders:
-        torch.manual_seed(0)
-        enc = build().to(device).train()
-        t, h, w = enc.input_shape
+        enc, x, what = prepared_encoder(name, build, batch, cfg, device)
+        t, h, _ = enc.input_shape
         gflop = count_flops(enc, t, h) * 2  # fvcore counts one multiply-add as one
-        apply_speed_levers(enc, cfg.trainer.channels_last, compile=False)  # the layout the trainer runs in
-        x = in_layout([torch.randn(batch, 3, t, h, w, device=device)], cfg.trainer.channels_last)[0]
         for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            step = step_fn(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), device, precision)
+            step = encoder_step(enc, x, device, precision)
             rates = rates_in_turns({"step": (step, batch), "peak": matmul_step(device, dtype)}, cfg.repeats)
             achieved = gflop * 1e9 * 3 * rates["step"]
             fraction = achieved / rates["peak"]
-            rows.append({"section": "efficiency", "what": f"{name} encoder step {t}x{h}x{w}, batch {batch}",
+            rows.append({"section": "efficiency", "what": what,
                          "precision": precision, "clips_per_s": rates["step"], "achieved_gflop_s": achieved / 1e9,
                          "peak_gflop_s": rates["peak"] / 1e9, "fraction_of_peak": fraction,
                          **(against_target(fraction, target) if target and precision == "bf16" else {})})
+            if target and "allocator" in cfg.levers and precision == cfg.trainer.precision:
+                rows += allocator_lever_rows("efficiency", paper_encoder_step, cfg, precision)
 
 
 def section_scaling(cfg, rows, device):
