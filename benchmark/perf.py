@@ -460,13 +460,17 @@ def section_train(cfg, rows, device):
 
 def allocator_child(conn, allocator: str, build, cfg_container: dict, precision: str) -> None:
     """A fresh (spawned) process whose malloc has run under ``allocator`` from its start: builds
-    ``build(cfg, precision)``'s steps, names them, then times the step named in each message,
-    answering ``(clips/s, pages faulted in)``, until it receives None."""
+    ``build(cfg, precision)``'s steps, names them (or says why it could not), then times the step
+    named in each message, answering ``(clips/s, pages faulted in)``, until it receives None."""
     from omegaconf import OmegaConf
 
     from benchmark.allocator import minor_page_faults, use_allocator
     use_allocator(allocator)
-    steps = build(OmegaConf.create(cfg_container), precision)
+    try:
+        steps = build(OmegaConf.create(cfg_container), precision)
+    except Exception as ex:  # reported by the parent as the lever's note
+        conn.send(f"{type(ex).__name__}: {ex}")
+        return
     conn.send(list(steps))
     while (name := conn.recv()) is not None:
         step, clips = steps[name]
@@ -496,7 +500,10 @@ def allocator_lever_rows(section: str, build, cfg, precision: str) -> list:
             procs[setting] = ctx.Process(target=allocator_child, args=(theirs, setting, build, container, precision),
                                          daemon=True)
             procs[setting].start()
-        names = [conns[s].recv() for s in (mine, other)][0]
+        names, other_names = (conns[s].recv() for s in (mine, other))
+        for built in (names, other_names):
+            if isinstance(built, str):
+                raise ChildProcessError(built)
         rates = {(n, s): [] for n in names for s in (mine, other)}
         faults = {(n, s): [] for n in names for s in (mine, other)}
         for r in range(-2, cfg.repeats):
@@ -507,9 +514,9 @@ def allocator_lever_rows(section: str, build, cfg, precision: str) -> list:
                     if r >= 0:
                         rates[(name, setting)].append(rate)
                         faults[(name, setting)].append(faulted)
-    except (EOFError, OSError) as ex:
+    except (ChildProcessError, EOFError, OSError) as ex:
         return [{"section": section, "what": f"allocator {other}", "precision": precision,
-                 "note": f"unavailable: {type(ex).__name__}: {ex}"[:120]}]
+                 "note": f"unavailable: {ex if isinstance(ex, ChildProcessError) else type(ex).__name__}"[:120]}]
     finally:
         for setting, conn in conns.items():
             try:
