@@ -420,12 +420,18 @@ def build_and_call_once(builders: dict, compiled: set) -> tuple:
     return steps, notes, first, cache
 
 
+def train_views(cfg, device) -> list:
+    """The train section's two clips per sample, random, at the encoder's input size."""
+    e = cfg.encoder
+    return [torch.randn(cfg.batch_size, 3, e.frames, e.size, e.size, device=device) for _ in range(2)]
+
+
 def section_train(cfg, rows, device):
     """Every method's step and PyTorchVideo's SimCLR and BYOL on the same backbone and batch, per
     precision, all timed in turns (:func:`rates_in_turns`). "ours" is the step as the trainer
     runs it (``trainer.channels_last``, ``trainer.compile``); each lever row flips one of them."""
-    b, e, t = cfg.batch_size, cfg.encoder, cfg.trainer
-    views = [torch.randn(b, 3, e.frames, e.size, e.size, device=device) for _ in range(2)]
+    t = cfg.trainer
+    views = train_views(cfg, device)
     default = {"channels_last": t.channels_last, "compile": t.compile}
     rounds = {}  # (what, precision) -> clips/s in each round
     for precision in ("fp32", "bf16"):
@@ -540,9 +546,8 @@ def compared_steps(cfg, precision: str) -> dict:
     section builds them (for a process of :func:`allocator_lever_rows`)."""
     from benchmark.distributed import resolve_device
     device = resolve_device(cfg.trainer.device)
-    b, e, t = cfg.batch_size, cfg.encoder, cfg.trainer
-    torch.manual_seed(0)
-    views = [torch.randn(b, 3, e.frames, e.size, e.size, device=device) for _ in range(2)]
+    t = cfg.trainer
+    views = train_views(cfg, device)
     steps = {f"ours {m}": ours_step(cfg, m, views, device, precision, t.channels_last, t.compile) for m in ("vdim", *COMPARED)}
     steps.update({f"{r} (reference)": reference_step(build, cfg, views, device, precision) for r, build in REFERENCES.items()})
     return steps
@@ -615,13 +620,19 @@ def encoder_step(enc, x, device, precision: str):
     return step_fn(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), device, precision)
 
 
+def paper_encoder(cfg) -> tuple:
+    """``(name, build, batch)`` of the Table 1 encoder at 32 x 128 x 128, which the target is set for."""
+    from encoders import build_encoder
+    return "vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch
+
+
 def paper_encoder_step(cfg, precision: str) -> dict:
     """The efficiency section's Table 1 encoder step (for a process of :func:`allocator_lever_rows`)."""
     from benchmark.distributed import resolve_device
-    from encoders import build_encoder
     device = resolve_device(cfg.trainer.device)
-    enc, x, what = prepared_encoder("vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch, cfg, device)
-    return {what: (encoder_step(enc, x, device, precision), cfg.paper_batch)}
+    name, build, batch = paper_encoder(cfg)
+    enc, x, what = prepared_encoder(name, build, batch, cfg, device)
+    return {what: (encoder_step(enc, x, device, precision), batch)}
 
 
 def section_efficiency(cfg, rows, device):
@@ -629,10 +640,10 @@ def section_efficiency(cfg, rows, device):
     backward, times clips/s) over the matmul peak in the same precision, the two timed in turns:
     the run's encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
-    from encoders import build_encoder, build_encoder_from_config
+    from encoders import build_encoder_from_config
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
     if cfg.paper_resolution:  # the target is set for the Table 1 encoder in bf16
-        encoders.append(("vdim (Table 1)", lambda: build_encoder("vdim"), cfg.paper_batch, TARGET_PEAK_FRACTION))
+        encoders.append((*paper_encoder(cfg), TARGET_PEAK_FRACTION))
     for name, build, batch, target in encoders:
         enc, x, what = prepared_encoder(name, build, batch, cfg, device)
         t, h, _ = enc.input_shape
