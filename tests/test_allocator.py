@@ -17,7 +17,9 @@ print(use_allocator(sys.argv[1]), file=sys.stderr)
 faults = []
 for _ in range(6):
     before = minor_page_faults()
-    x = torch.ones(48 << 20, dtype=torch.uint8)  # 48 MiB: above glibc's largest mmap threshold
+    # 256 MiB: above glibc's largest mmap threshold (32 MiB) and trim threshold (64 MiB), and more
+    # than the heap can hold free from start-up, so by default it is mmapped anew every round
+    x = torch.ones(256 << 20, dtype=torch.uint8)
     y = torch.ones(8 << 20, dtype=torch.uint8)  # 8 MiB: below it
     del x, y
     faults.append(minor_page_faults() - before)
@@ -33,7 +35,7 @@ def faults_per_round(setting: str) -> list:
 
 @pytest.mark.skipif(glibc() is None, reason="mallopt needs glibc's malloc")
 def test_retain_reuses_freed_pages_where_the_default_faults_them_in_again():
-    pages = (48 << 20) // 4096  # the 48 MiB block's; the 8 MiB one stays in the heap either way
+    pages = (256 << 20) // 4096  # the 256 MiB block's; the 8 MiB one stays in the heap either way
     system, retain = faults_per_round("system"), faults_per_round("retain")
     assert all(f >= 0.9 * pages for f in system[1:]), system  # unmapped on free, faulted in again
     assert all(f < 0.05 * pages for f in retain[2:]), retain  # kept and reused
