@@ -27,12 +27,30 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on its gradient made contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """All-gather along dim 0 with gradient flowing back to each process's slice."""
+    """All-gather along dim 0 with gradient flowing back to each process's slice.
+
+    The gradient of every gathered piece is made contiguous first: ``torch.distributed.nn``'s
+    all-gather backward exchanges gradients in buffers made by ``empty_like`` of the incoming
+    ones, and with gloo's all-to-all a permuted gradient (e.g. from a ``[B, D, N] -> [D, B N]``
+    reshape) comes back wrong (``tests/test_distributed.py`` caught it on the VDIM loss).
+    """
     if world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x), dim=0)
+    return torch.cat([_ContiguousGrad.apply(piece) for piece in all_gather(x)], dim=0)
 
 
 def cosine_momentum(base: float, step: int, total: int) -> float:

@@ -82,3 +82,35 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(ddp_outp
         for k, v in state.items():  # MoCo: both processes enqueue every process's keys, in batch order
             # keys are unit vectors: a misplaced key differs by O(0.1), batch-size-dependent conv kernels by ~1e-4
             torch.testing.assert_close(r_state[k], v, rtol=1e-3, atol=1e-3)
+
+
+def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """Each process gathers its ``[2, 3, 4]`` slice and backpropagates a loss that reads the
+    gathered tensor through a permute, so the gradient reaching the all-gather is not contiguous."""
+    from methods.base import gather_with_grad
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        x = _gather_inputs()[rank].requires_grad_()
+        gathered = gather_with_grad(x).permute(1, 0, 2).reshape(3, -1)  # [D, world * B * N]
+        (gathered * _gather_weights()).sum().backward()
+        torch.save(x.grad, Path(out_dir) / f"gather_rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _gather_inputs():
+    return torch.randn(WORLD, 2, 3, 4, generator=torch.Generator().manual_seed(3))
+
+
+def _gather_weights():
+    return torch.randn(3, WORLD * 2 * 4, generator=torch.Generator().manual_seed(4))
+
+
+def test_gather_with_grad_returns_each_process_the_summed_gradient_of_its_slice(tmp_path):
+    """Every process's loss reads all slices, so each slice's gradient is the sum over the
+    processes of the (identical) per-process gradient: here ``WORLD x`` the weights it meets."""
+    mp.spawn(_gather_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    w = _gather_weights().reshape(3, WORLD, 2, 4).permute(1, 2, 0, 3)  # the weight each element meets
+    for r in range(WORLD):
+        got = torch.load(tmp_path / f"gather_rank{r}.pt", weights_only=True)
+        torch.testing.assert_close(got, WORLD * w[r])
