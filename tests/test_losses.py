@@ -122,8 +122,9 @@ def _vdim_nce_dense(a, c, clip, reg):
 
 @pytest.mark.parametrize("b,na,nc,chunk", [(3, 5, 4, 4096), (4, 7, 2, 3), (5, 1, 6, 7)])
 def test_vdim_nce_gradients_match_the_dense_formula(b, na, nc, chunk):
-    """The chunked, checkpointed loss (positives gathered from the score block, the regulariser
-    from Gram matrices) has the gradients of the dense formula, for anchors and consequents."""
+    """The chunked, checkpointed loss (positives gathered from each chunk's score block, the
+    scale folded into the anchors) has the gradients of the dense formula, for anchors and
+    consequents."""
     g = torch.Generator().manual_seed(b * 10 + nc)
     a = (torch.randn(b, 6, na, generator=g, dtype=torch.float64) * 3).requires_grad_()
     c = (torch.randn(b, 6, nc, generator=g, dtype=torch.float64) * 3).requires_grad_()
