@@ -1,4 +1,6 @@
+import pytest
 import torch
+from torchvision.transforms import v2
 
 from benchmark.data.augment import build_clip_augment, rgb_to_lab
 from benchmark.config import AugmentConfig
@@ -47,7 +49,6 @@ def _mid_range_clip(t=4, size=24):
 def test_affine_jitter_matches_torchvision_without_hue():
     """Brightness, contrast and saturation are affine: with the same RNG state the fused map
     equals torchvision's ColorJitter (same draws, same random order) wherever nothing clips."""
-    from torchvision.transforms import v2
     from benchmark.data.augment import AffineColorJitter
     clip = _mid_range_clip()
     clip[1] *= 0.8  # frames with different means: contrast blends with each frame's own mean grey
@@ -61,7 +62,8 @@ def test_affine_jitter_matches_torchvision_without_hue():
 
 def test_hue_rotation_turns_hue_like_torchvision():
     from torchvision.transforms.v2 import functional as F
-    from benchmark.data.augment import hue_rotation
+    from benchmark.data import augment
+    hue_rotation = lambda h: torch.as_tensor(augment.hue_rotation(h), dtype=torch.float32)  # noqa: E731
     red = torch.tensor([1.0, 0.0, 0.0])
     assert torch.allclose(hue_rotation(1 / 3) @ red, torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
     assert torch.allclose(hue_rotation(0.2) @ torch.full((3,), 0.4), torch.full((3,), 0.4), atol=1e-6)  # grey stays
@@ -81,7 +83,25 @@ def test_affine_jitter_takes_uint8_and_returns_unit_range_floats():
 
 
 def test_unknown_jitter_impl_names_the_choices():
-    import pytest
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="affine"):
         build_clip_augment(AugmentConfig(crop_size=32, color="jitter", jitter_impl="fast"), 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_clip_blur_equals_torchvision_gaussian_blur(dtype):
+    """Same sigma draw from the same RNG state, same kernel and padding; float clips agree to
+    rounding, uint8 ones (rounded back, as torchvision does) to within one level."""
+    from benchmark.data.augment import ClipGaussianBlur
+    g = torch.Generator().manual_seed(3)
+    clip = torch.rand(4, 3, 20, 24, generator=g)
+    clip = (clip * 255).round().to(torch.uint8) if dtype == torch.uint8 else clip
+    torch.manual_seed(11)
+    ours = ClipGaussianBlur(7, (0.1, 2.0))(clip)
+    torch.manual_seed(11)
+    ref = v2.GaussianBlur(7, sigma=(0.1, 2.0))(clip)
+    assert ours.dtype == ref.dtype == dtype and not torch.equal(ref, clip)
+    if dtype == torch.uint8:
+        assert (ours.int() - ref.int()).abs().max() <= 1 and (ours == ref).float().mean() > 0.99
+    else:
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)

@@ -5,8 +5,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from benchmark.config import AugmentConfig
-from benchmark.data.augment import LUMA, MEAN, STD, hue_rotation, scaled_lab
-from benchmark.data.batch_augment import BatchClipAugment, gaussian_blur_clips, step_generator
+from benchmark.data.augment import LUMA, MEAN, STD, gaussian_blur_clips, hue_rotation, scaled_lab
+from benchmark.data.batch_augment import BatchClipAugment, step_generator
 from benchmark.errors import UserError
 
 
@@ -38,7 +38,7 @@ def _jitter_one_clip(x, order, factors):
         elif op == 2:
             x = f * x + (1 - f) * luma[None]
         else:
-            x = torch.einsum("ij,jthw->ithw", hue_rotation(f), x)
+            x = torch.einsum("ij,jthw->ithw", torch.as_tensor(hue_rotation(f), dtype=x.dtype), x)
     return x.clamp(0, 1)
 
 

@@ -49,3 +49,28 @@ def test_actor_brightness_opposes_the_background():
             assert np.percentile(bg, 99) < np.percentile(actor, 1) - 30, i
         else:
             assert np.percentile(bg, 1) > np.percentile(actor, 99) + 30, i
+
+
+def test_probe_remembers_a_video_until_the_file_changes(tmp_path):
+    """A run samples each video many times, so its frame count is remembered; a video rewritten
+    at the same path (new modification time and size) is probed again, and a missing one fails."""
+    import os
+
+    import numpy as np
+    import pytest
+
+    from benchmark.data.decode import VideoDecodeError, _probe
+    from benchmark.data.synthetic import write_video
+
+    path = tmp_path / "v.avi"
+    write_video(path, np.zeros((12, 32, 32, 3), np.uint8), 25)
+    before = _probe.cache_info().hits
+    assert probe(str(path))[0] == 12 and probe(str(path))[0] == 12
+    assert _probe.cache_info().hits == before + 1
+    write_video(path, np.full((20, 32, 32, 3), 200, np.uint8), 25)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new version even within the clock's resolution
+    assert probe(str(path))[0] == 20
+    path.unlink()
+    with pytest.raises(VideoDecodeError):
+        probe(str(path))

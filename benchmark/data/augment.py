@@ -9,9 +9,11 @@ CIE Lab and zeroes one randomly chosen channel.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import v2
 
 MEAN = torch.tensor([0.45, 0.45, 0.45]).view(3, 1, 1, 1)  # PyTorchVideo's Kinetics statistics
@@ -19,52 +21,54 @@ STD = torch.tensor([0.225, 0.225, 0.225]).view(3, 1, 1, 1)
 COLOR_CHOICES = ("jitter", "lab_dropout", "none")
 JITTER_IMPLS = ("affine", "torchvision")
 LUMA = torch.tensor([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale (ITU-R 601)
+LUMA64 = LUMA.double().numpy()
 
 
-def hue_rotation(h) -> torch.Tensor:
+def hue_rotation(h: float) -> np.ndarray:
     """The 3x3 RGB map that turns hue by ``h`` of a full turn: a rotation by ``2 pi h`` about the
     grey axis (1, 1, 1) of the RGB cube (Rodrigues' formula). It keeps grey grey and turns the hue
     hexagon of HSV by exactly ``h`` at multiples of 1/6 (red -> green at 1/3); torchvision shifts
     the H of HSV instead, which is not linear, and in between the two differ by less than the
-    shift itself (``tests/test_augment.py`` bounds it). A tensor ``h`` of shape ``[B]`` gives
-    ``[B, 3, 3]``."""
-    h = torch.as_tensor(h, dtype=torch.float32)
-    c, s = torch.cos(2 * math.pi * h)[..., None, None], torch.sin(2 * math.pi * h)[..., None, None]
-    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=h.device) / math.sqrt(3)
-    return c * torch.eye(3, device=h.device) + (1 - c) / 3 + s * cross
+    shift itself (``tests/test_augment.py`` bounds it). float64."""
+    c, s = math.cos(2 * math.pi * h), math.sin(2 * math.pi * h)
+    cross = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / math.sqrt(3)
+    return c * np.eye(3) + (1 - c) / 3 + s * cross
 
 
-def affine_colour_maps(order: torch.Tensor, factors: torch.Tensor, frame_mean: torch.Tensor):
-    """Colour jitter of ``B`` clips as affine maps ``x -> M x + o_t`` (see :class:`AffineColorJitter`).
+def colour_jitter_maps(order, factors) -> Tuple[np.ndarray, np.ndarray]:
+    """One clip's colour jitter as ``x -> M x + P mean_t`` (see :class:`AffineColorJitter`), float64.
 
-    ``order``: ``[B, 4]`` the adjustments (0 brightness, 1 contrast, 2 saturation, 3 hue) in the
-    order each clip applies them; ``factors``: ``[B, 4]`` each adjustment's factor (hue: the
-    turn); ``frame_mean``: ``[B, T, 3]`` each frame's mean colour, which contrast blends towards
-    (as grey). Returns ``M [B, 3, 3]`` and ``o [B, T, 3]``. Each clip's adjustments may come in a
-    different order, so every step computes the four candidates and keeps each clip's own."""
-    b, dev, dt = order.shape[0], frame_mean.device, frame_mean.dtype
-    order, factors = order.to(dev), factors.to(device=dev, dtype=dt)
-    grey = LUMA.to(device=dev, dtype=dt)
-    eye = torch.eye(3, device=dev, dtype=dt)
-    m, o = eye.expand(b, 3, 3), torch.zeros_like(frame_mean)
-    for j in range(4):
-        op = order[:, j]
-        f = factors.gather(1, op[:, None])[:, :, None]                        # [B, 1, 1]
-        mean_grey = (frame_mean @ m.transpose(1, 2) + o) @ grey               # [B, T]
-        scaled_m, scaled_o = f * m, f * o                                     # brightness: x * f
-        contrast_o = scaled_o + (1 - f) * mean_grey[:, :, None]               # contrast: blend with the mean grey
-        saturate = f * eye + (1 - f) * torch.outer(torch.ones(3, device=dev, dtype=dt), grey)
-        a = torch.where((op == 2)[:, None, None], saturate, hue_rotation(f[:, 0, 0]).to(dt))
-        linear_m, linear_o = a @ m, o @ a.transpose(1, 2)                     # saturation, hue: x -> a x
-        pick = lambda *c: torch.where((op == 0)[:, None, None], c[0], torch.where((op == 1)[:, None, None], c[1], c[2]))  # noqa: E731
-        m, o = pick(scaled_m, scaled_m, linear_m), pick(scaled_o, contrast_o, linear_o)
-    return m, o
+    ``order``: the adjustments (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order the
+    clip applies them; ``factors``: each adjustment's factor (hue: the turn). ``mean_t`` is frame
+    t's mean colour before the jitter: contrast blends towards the current mean grey, which is
+    linear in it, so every offset is ``P mean_t`` for one 3x3 ``P``, and the maps depend on the
+    draws alone, not on the pixels (a few 3x3 products instead of tensor ops per clip)."""
+    m, p = np.eye(3), np.zeros((3, 3))
+    for op in order:
+        f = float(factors[op])
+        if op == 0:                      # brightness: x * f
+            m, p = f * m, f * p
+        elif op == 1:                    # contrast: f x + (1 - f) mean grey of the frame
+            m, p = f * m, f * p + (1 - f) * np.outer(np.ones(3), LUMA64 @ (m + p))
+        else:                            # saturation (blend with grey) and hue (turn): x -> a x
+            a = f * np.eye(3) + (1 - f) * np.outer(np.ones(3), LUMA64) if op == 2 else hue_rotation(f)
+            m, p = a @ m, a @ p
+    return m, p
 
 
-def apply_colour_maps(x: torch.Tensor, m: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-    """``x``: ``[B, 3, T, H, W]`` in [0, 1]; ``m [B, 3, 3]``, ``o [B, T, 3]`` from
-    :func:`affine_colour_maps`; clamped to [0, 1] once."""
-    out = torch.einsum("bij,bjthw->bithw", m.to(x.dtype), x) + o.to(x.dtype).transpose(1, 2)[..., None, None]
+def affine_colour_maps(order, factors) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`colour_jitter_maps` of ``B`` clips: ``order`` and ``factors`` ``[B, 4]``; returns float32
+    ``M [B, 3, 3]`` and ``P [B, 3, 3]`` on the CPU."""
+    maps = [colour_jitter_maps(o, f) for o, f in zip(np.asarray(order).tolist(), np.asarray(factors).tolist())]
+    return tuple(torch.from_numpy(np.stack(x)).float() for x in zip(*maps))
+
+
+def apply_colour_maps(x: torch.Tensor, m: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``x``: ``[B, 3, T, H, W]`` in [0, 1]; ``m``, ``p`` ``[B, 3, 3]`` from
+    :func:`affine_colour_maps`: ``M x + P mean_t`` per frame, clamped to [0, 1] once."""
+    m, p = m.to(x.device, x.dtype), p.to(x.device, x.dtype)
+    offset = torch.einsum("bij,bjt->bit", p, x.mean(dim=(-2, -1)))             # [B, 3, T]
+    out = torch.einsum("bij,bjthw->bithw", m, x) + offset[..., None, None]
     return out.clamp_(0, 1)
 
 
@@ -78,8 +82,8 @@ def jitter_ranges(brightness: float, contrast: float, saturation: float, hue: fl
 class AffineColorJitter(torch.nn.Module):
     """torchvision's ``ColorJitter`` (brightness, contrast, saturation, hue; factors drawn the same
     way, applied in a random order) as one affine colour map per clip: each adjustment is affine
-    in RGB, so their composition is ``x -> M x + o_t`` with a 3x3 ``M`` and, for contrast's blend
-    with the frame's mean grey, a per-frame offset ``o_t``. The whole clip then costs one 3x3
+    in RGB, so their composition is ``x -> M x + P mean_t`` with 3x3 ``M`` and ``P``, the second for
+    contrast's blend with frame t's mean grey (:func:`colour_jitter_maps`). The whole clip then costs one 3x3
     matrix product instead of torchvision's per-pixel HSV round trip for hue (the perf suite's
     data section measures both). Differences: hue turns about the grey axis
     (:func:`hue_rotation`), and values are clamped to [0, 1] once at the end instead of after
@@ -99,9 +103,8 @@ class AffineColorJitter(torch.nn.Module):
     def forward(self, clip: torch.Tensor) -> torch.Tensor:  # [T, 3, H, W], uint8 or float in [0, 1]
         x = clip.float() / 255 if clip.dtype == torch.uint8 else clip
         order, factors = self.draw()
-        x = x.transpose(0, 1)[None]                                           # [1, 3, T, H, W]
-        m, o = affine_colour_maps(torch.tensor([order]), torch.tensor([factors]), x.mean(dim=(-2, -1)).transpose(1, 2))
-        return apply_colour_maps(x, m, o)[0].transpose(0, 1)
+        m, p = affine_colour_maps([order], [factors])
+        return apply_colour_maps(x.transpose(0, 1)[None], m, p)[0].transpose(0, 1)
 
 
 def color_jitter(aug) -> torch.nn.Module:
@@ -165,6 +168,37 @@ def blur_kernel_size(size: int) -> int:
     return max(3, (size // 10) | 1)
 
 
+def gaussian_blur_clips(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur every frame of clip ``n`` of ``x [N, C, T, H, W]`` with a Gaussian of ``sigma[n]``:
+    torchvision's ``gaussian_blur`` (same kernel, reflect padding), as two 1-D depthwise passes."""
+    n, c, t, h, w = x.shape
+    half = (kernel_size - 1) / 2
+    taps = torch.linspace(-half, half, kernel_size, device=x.device, dtype=torch.float32)
+    g = torch.exp(-0.5 * (taps / sigma.to(x.device, torch.float32)[:, None]) ** 2)
+    g = (g / g.sum(dim=1, keepdim=True)).to(x.dtype).repeat_interleave(c * t, dim=0)  # one kernel per plane
+    pad = kernel_size // 2
+    y = F.pad(x.reshape(1, n * c * t, h, w), (pad, pad, pad, pad), mode="reflect")
+    y = F.conv2d(y, g[:, None, None, :], groups=n * c * t)  # along the width
+    y = F.conv2d(y, g[:, None, :, None], groups=n * c * t)  # along the height
+    return y.reshape(n, c, t, h, w)
+
+
+class ClipGaussianBlur(torch.nn.Module):
+    """torchvision's ``GaussianBlur`` for a ``[T, 3, H, W]`` clip (sigma drawn as it draws it, one
+    per clip; same kernel and reflect padding; a ``uint8`` clip is rounded back to ``uint8`` as it
+    does), blurred by :func:`gaussian_blur_clips` in two 1-D passes instead of one 2-D one: 2k
+    instead of k^2 multiply-adds a pixel."""
+
+    def __init__(self, kernel_size: int, sigma):
+        super().__init__()
+        self.kernel_size, self.sigma = kernel_size, tuple(sigma)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        sigma = torch.empty(1).uniform_(self.sigma[0], self.sigma[1])
+        y = gaussian_blur_clips(clip[None].float(), sigma, self.kernel_size)[0]
+        return y.round_().to(clip.dtype) if clip.dtype == torch.uint8 else y
+
+
 def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
     """The training augmentation of one clip, from an ``AugmentConfig``."""
     check_colour_choice(aug)
@@ -175,7 +209,7 @@ def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
         ops.append(v2.RandomGrayscale(aug.grayscale_p))
     if aug.blur_p > 0:
         k = blur_kernel_size(size)
-        ops.append(v2.RandomApply([v2.GaussianBlur(k, sigma=tuple(aug.blur_sigma))], p=aug.blur_p))
+        ops.append(v2.RandomApply([ClipGaussianBlur(k, aug.blur_sigma)], p=aug.blur_p))
     ops.append(v2.ToDtype(torch.float32, scale=True))
     if aug.color == "lab_dropout":
         ops.append(LabDropout())

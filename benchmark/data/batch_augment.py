@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data.augment import (LUMA, MEAN, STD, affine_colour_maps, apply_colour_maps, blur_kernel_size,
-                                    check_colour_choice, jitter_ranges, scaled_lab)
+                                    check_colour_choice, gaussian_blur_clips, jitter_ranges, scaled_lab)
 from benchmark.errors import UserError, unknown_choice
 
 AUGMENT_ON = ("workers", "device")
@@ -43,21 +43,6 @@ def step_generator(seed: int, step: int, rank: int, view: int) -> torch.Generato
     """A CPU generator for the draws of one view's batch at one step."""
     state = np.random.SeedSequence([int(seed), 2, int(step), int(rank), int(view)]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & (2**63 - 1))
-
-
-def gaussian_blur_clips(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Blur every frame of clip ``n`` of ``x [N, C, T, H, W]`` with a Gaussian of ``sigma[n]``:
-    torchvision's ``gaussian_blur`` (same kernel, reflect padding), as two 1-D depthwise passes."""
-    n, c, t, h, w = x.shape
-    half = (kernel_size - 1) / 2
-    taps = torch.linspace(-half, half, kernel_size, device=x.device, dtype=torch.float32)
-    g = torch.exp(-0.5 * (taps / sigma.to(x.device, torch.float32)[:, None]) ** 2)
-    g = (g / g.sum(dim=1, keepdim=True)).to(x.dtype).repeat_interleave(c * t, dim=0)  # one kernel per plane
-    pad = kernel_size // 2
-    y = F.pad(x.reshape(1, n * c * t, h, w), (pad, pad, pad, pad), mode="reflect")
-    y = F.conv2d(y, g[:, None, None, :], groups=n * c * t)  # along the width
-    y = F.conv2d(y, g[:, None, :, None], groups=n * c * t)  # along the height
-    return y.reshape(n, c, t, h, w)
 
 
 class BatchClipAugment(torch.nn.Module):
@@ -96,10 +81,8 @@ class BatchClipAugment(torch.nn.Module):
 
     def jitter(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         """Colour jitter (with probability ``jitter_p``), then grey (``grayscale_p``), per clip."""
-        m, o = affine_colour_maps(p["order"], p["factors"], x.mean(dim=(-2, -1)).transpose(1, 2))
-        on = p["jitter"].to(x.device)[:, None, None]
-        m = torch.where(on, m, torch.eye(3, device=x.device))
-        o = torch.where(on, o, torch.zeros_like(o))
-        x = apply_colour_maps(x, m, o)
+        m, offset = affine_colour_maps(p["order"], p["factors"])
+        on = p["jitter"][:, None, None]
+        x = apply_colour_maps(x, torch.where(on, m, torch.eye(3)), torch.where(on, offset, torch.zeros(3, 3)))
         grey = torch.einsum("c,bcthw->bthw", LUMA.to(x.device, x.dtype), x)[:, None].expand_as(x)
         return torch.where(p["grey"].to(x.device)[:, None, None, None, None], grey, x)

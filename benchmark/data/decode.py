@@ -10,6 +10,8 @@ on short clips. A video that cannot be opened or yields no frames raises
 """
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from typing import Sequence, Tuple
 
 import av
@@ -23,7 +25,19 @@ class VideoDecodeError(RuntimeError):
 
 
 def probe(path: str) -> Tuple[int, float]:
-    """Return ``(num_frames, fps)``; falls back to decoding when the container has no count."""
+    """Return ``(num_frames, fps)``; falls back to decoding when the container has no count.
+
+    Remembered per file version (path, modification time, size), as a run samples each video
+    many times and every sample would otherwise open its container twice."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise VideoDecodeError(f"{path}: {e}") from e
+    return _probe(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=1 << 16)
+def _probe(path: str, mtime_ns: int, size: int) -> Tuple[int, float]:
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
