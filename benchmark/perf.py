@@ -27,6 +27,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
+from torch import nn
 from tabulate import tabulate
 
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
@@ -620,6 +621,45 @@ def encoder_step(enc, x, device, precision: str):
     return step_fn(lambda: enc(x)["global"].float().square().mean(), list(enc.parameters()), device, precision)
 
 
+def convolution_calls(enc, x, precision: str) -> list:
+    """``(conv, input, output_grad, needs_input_grad)`` for every convolution call of one training
+    forward of ``enc``: random tensors of the shape, dtype and memory layout that call met."""
+    from benchmark.trainer import autocast_for
+    calls = []
+
+    def record(conv, args, out):
+        like = args[0]
+        calls.append((conv, torch.empty_like(like).normal_(), torch.empty_like(out).normal_(), like.requires_grad))
+    hooks = [m.register_forward_hook(record) for m in enc.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    try:
+        with autocast_for(x.device, precision):
+            enc(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls
+
+
+def convolutions_step(enc, x, device, precision: str):
+    """Every convolution of :func:`encoder_step`, forward and backward, one after another and nothing
+    else: each module called as the step calls it (autocast's weight cast and the first layer's
+    reflection padding included) on an input like the one it met there. Its time is what the step
+    would take if it were all convolution: the ceiling the convolution library (oneDNN on CPU, cuDNN
+    on CUDA) sets on the step's share of the matmul peak."""
+    from benchmark.trainer import autocast_for
+    calls = convolution_calls(enc, x, precision)
+
+    def step():
+        for conv, inp, grad, needs_input_grad in calls:
+            leaves = [p for p in conv.parameters() if p.requires_grad]
+            with autocast_for(device, precision):
+                out = conv(inp.requires_grad_(needs_input_grad))
+            torch.autograd.grad(out, ([inp] if needs_input_grad else []) + leaves, grad)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return step
+
+
 def paper_encoder(cfg) -> tuple:
     """``(name, build, batch)`` of the Table 1 encoder at 32 x 128 x 128, which the target is set for."""
     from encoders import build_encoder
@@ -635,10 +675,20 @@ def paper_encoder_step(cfg, precision: str) -> dict:
     return {what: (encoder_step(enc, x, device, precision), batch)}
 
 
+def efficiency_row(what: str, precision: str, clips_per_s: float, gflop_per_clip: float, peak: float, **extra) -> dict:
+    """A row of the efficiency section: ``gflop_per_clip`` forward (x 3 with the backward) at
+    ``clips_per_s``, over the ``peak`` FLOP/s timed in turns with it."""
+    achieved = gflop_per_clip * 1e9 * 3 * clips_per_s
+    return {"section": "efficiency", "what": what, "precision": precision, "clips_per_s": clips_per_s,
+            "achieved_gflop_s": achieved / 1e9, "peak_gflop_s": peak / 1e9, "fraction_of_peak": achieved / peak, **extra}
+
+
 def section_efficiency(cfg, rows, device):
     """Achieved FLOP/s of an encoder training step (fvcore MACs x 2 x 3 for forward and
-    backward, times clips/s) over the matmul peak in the same precision, the two timed in turns:
-    the run's encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
+    backward, times clips/s) over the matmul peak in the same precision, timed in turns with the
+    step's convolutions alone (:func:`convolutions_step`; the same FLOPs over their time, the
+    ceiling the step could reach if nothing but its convolutions took time) and the peak: the
+    run's encoder, and with ``paper_resolution`` the Table 1 encoder at 32 x 128 x 128."""
     from benchmark.run import count_flops
     from encoders import build_encoder_from_config
     encoders = [(cfg.encoder.name, lambda: build_encoder_from_config(cfg.encoder), cfg.batch_size, None)]
@@ -649,14 +699,16 @@ def section_efficiency(cfg, rows, device):
         t, h, _ = enc.input_shape
         gflop = count_flops(enc, t, h) * 2  # fvcore counts one multiply-add as one
         for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            step = encoder_step(enc, x, device, precision)
-            rates = rates_in_turns({"step": (step, batch), "peak": matmul_step(device, dtype)}, cfg.repeats)
-            achieved = gflop * 1e9 * 3 * rates["step"]
-            fraction = achieved / rates["peak"]
-            rows.append({"section": "efficiency", "what": what,
-                         "precision": precision, "clips_per_s": rates["step"], "achieved_gflop_s": achieved / 1e9,
-                         "peak_gflop_s": rates["peak"] / 1e9, "fraction_of_peak": fraction,
-                         **(against_target(fraction, target) if target and precision == "bf16" else {})})
+            rates = rates_in_turns({"step": (encoder_step(enc, x, device, precision), batch),
+                                    "convolutions": (convolutions_step(enc, x, device, precision), batch),
+                                    "peak": matmul_step(device, dtype)}, cfg.repeats)
+            step = efficiency_row(what, precision, rates["step"], gflop, rates["peak"])
+            if target and precision == "bf16":
+                step.update(against_target(step["fraction_of_peak"], target))
+            # the step's FLOPs over the convolutions' time alone, and that time's share of the step's
+            rows += [step, efficiency_row(f"{what}: its convolutions alone, forward and backward", precision,
+                                          rates["convolutions"], gflop, rates["peak"],
+                                          share_of_step=rates["step"] / rates["convolutions"])]
             if target and "allocator" in cfg.levers and precision == cfg.trainer.precision:
                 rows += allocator_lever_rows("efficiency", paper_encoder_step, cfg, precision)
 

@@ -166,6 +166,10 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     assert len(ratios) == 4 and all(0 < r["round_min"] <= r["round_max"] for r in ratios)
     assert all(r["clips_per_s"] > 0 for r in report["rows"] if "clips_per_s" in r)
     assert all(0 < r["fraction_of_peak"] for r in report["rows"] if r["section"] == "efficiency")
+    efficiency = {(r["what"], r["precision"]): r for r in report["rows"] if r["section"] == "efficiency" and "fraction_of_peak" in r}
+    steps = [(w, p) for w, p in efficiency if not w.endswith("convolutions alone, forward and backward")]
+    assert len(steps) == 2 and all(efficiency[(f"{w}: its convolutions alone, forward and backward", p)]["share_of_step"] > 0
+                                   for w, p in steps)
     levers = [r for r in report["rows"] if r["what"].startswith("ours vdim, channels_last_3d")]
     plain = {r["precision"]: r["clips_per_s"] for r in report["rows"] if r["what"] == "ours vdim"}
     assert {r["precision"] for r in levers} == {"fp32", "bf16"}
