@@ -99,6 +99,50 @@ def test_reflect_padded_conv_equals_nn_conv3d_on_channels_last_input(kernel, pad
     torch.testing.assert_close(ours.weight.grad, plain.weight.grad, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("shape", [(2, 16, 3, 5, 5), (3, 16, 1, 1, 1)])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_pointwise_conv_is_a_matrix_product_equal_to_nn_conv3d(shape, autocast):
+    """A 1x1x1 convolution of a channels-last CPU map runs as F.linear of its [B, T, H, W, C] view:
+    output and input gradient equal nn.Conv3d's bit for bit, the output stays channels-last, no
+    convolution runs; the weight gradient (its sum over positions in another order) is as close to a
+    float64 reference as nn.Conv3d's, within a bf16 rounding under autocast."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from encoders.vdim import PointwiseConv3d
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+    torch.manual_seed(0)
+    ours, plain = PointwiseConv3d(16, 24), torch.nn.Conv3d(16, 24, 1, bias=False)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
+    x_ours, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ops = Ops()
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        with ops:
+            out = ours(x_ours)
+        expected = plain(x_plain)
+    assert not any("convolution" in n for n in ops.names) and any(n.startswith(("mm", "addmm", "linear")) for n in ops.names)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    weights = torch.randn_like(expected, dtype=torch.float32)
+    (out.float() * weights).sum().backward()
+    (expected.float() * weights).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_plain.grad, rtol=0, atol=0)
+    # the weight gradient against float64 of the same inputs (rounded to bf16 under autocast, as the op sees them)
+    cast = (lambda t: t.bfloat16().double()) if autocast else (lambda t: t.double())
+    reference = torch.einsum("bcthw,bdthw->dc", cast(x), cast(weights))
+    scale = reference.abs().max()
+    err_ours = (ours.weight.grad.double().flatten(1) - reference).abs().max() / scale
+    err_plain = (plain.weight.grad.double().flatten(1) - reference).abs().max() / scale
+    assert err_ours <= max(2 * err_plain, (2 ** -8 if autocast else 1e-6))
+
+
 def test_3d_pool_is_the_plain_avg_pool3d_in_one_graph_under_torch_compile():
     """The window fold is for eager CPU; traced by torch.compile (trainer.compile) the pool must
     stay one graph with ATen's avg_pool3d in it, which inductor fuses with its neighbours."""
