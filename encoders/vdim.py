@@ -22,6 +22,7 @@ about 17.3M, the figure the paper reports, so the count includes phi_8.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import List, Optional
@@ -120,34 +121,56 @@ class ReflectPadConv3d(nn.Conv3d):
         return F.conv3d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
-class PointwiseConv3d(nn.Conv3d):
-    """A 1 x 1 x 1 convolution of stride 1 (AMDIM's residual 1x1 blocks and MLP heads, Table 1's
-    blocks 3-4 temporal convolutions), the same module and state-dict keys as ``nn.Conv3d``, that
-    on a channels-last CPU map runs as the matrix product it is: ``F.linear`` of the map's
-    ``[B, T, H, W, C]`` view, which is its memory as it lies, so nothing is copied and the output
-    is channels-last again. oneDNN's 3-D convolution takes 1.1-2.1x as long for the same product
-    in bf16 (forward and backward, the small encoder's and Table 1's shapes). Outputs and input
-    gradients are bit-identical to the convolution's; weight gradients, summed over the positions
-    in another order, differ in the last bit of bf16 (tested against a float64 reference)."""
+def matrix_product_rows(shape, kernel, stride) -> Optional[tuple]:
+    """The output ``(T, H, W)`` of an unpadded convolution of a channels-last ``[B, C, T, H, W]``
+    map that is one matrix product of a view of the map, else None. It is where every kernel size
+    is 1 (stride 1, the dimension kept) or the whole extent (the dimension summed, output 1), with
+    the kept dimensions before the summed ones in memory (``T, H, W, C``): then ``[B, T, H, W, C]``
+    reshapes without a copy to rows of ``summed extents x C`` inputs."""
+    kept, summed = [], []
+    for k, s, n in zip(kernel, stride, shape[2:]):
+        if k == n and n > 1:
+            summed.append(n)
+        elif k == 1 and (s == 1 or n == 1):
+            if summed and n > 1:
+                return None
+            kept.append(n)
+        else:
+            return None
+    return tuple(1 if k == n and n > 1 else n for k, n in zip(kernel, shape[2:]))
 
-    def __init__(self, c_in, c_out, bias=False):
-        super().__init__(c_in, c_out, 1, bias=bias)
+
+class MatmulConv3d(nn.Conv3d):
+    """``nn.Conv3d`` (the same module and state-dict keys) that on a channels-last CPU map runs as
+    the matrix product it is where :func:`matrix_product_rows` says so: ``F.linear`` of the map's
+    memory as it lies, so nothing is copied and the output is channels-last again. That covers
+    every 1 x 1 x 1 convolution (AMDIM's residual 1x1 blocks and MLP heads, Table 1's blocks 3-4
+    temporal convolutions) and block 8's, whose kernels span its 3 x 3 and 3 x 1 x 1 inputs.
+    oneDNN's 3-D convolution takes 1.1-2.1x as long for the same product in bf16 (forward and
+    backward, the small encoder's and Table 1's 1x1x1 shapes), up to 7x for block 8's. Products
+    of 1 x 1 x 1 convolutions and their input gradients are bit-identical to the convolution's;
+    sums over a kernel's positions or the map's run in another order, within a rounding (tested
+    against float64)."""
 
     def _conv_forward(self, x, weight, bias):
-        if (x.device.type != "cpu" or x.dim() != 5 or not x.is_contiguous(memory_format=torch.channels_last_3d)
-                or torch.compiler.is_compiling()):
+        out = None
+        if (x.device.type == "cpu" and x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
+                and self.padding == (0, 0, 0) and self.dilation == (1, 1, 1) and self.groups == 1
+                and not torch.compiler.is_compiling()):
+            out = matrix_product_rows(x.shape, self.kernel_size, self.stride)
+        if out is None:
             return super()._conv_forward(x, weight, bias)
-        return F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias).permute(0, 4, 1, 2, 3)
+        rows = x.permute(0, 2, 3, 4, 1).reshape(x.shape[0] * math.prod(out), -1)
+        product = F.linear(rows, weight.permute(0, 2, 3, 4, 1).reshape(weight.shape[0], -1), bias)
+        return product.view(x.shape[0], *out, -1).permute(0, 4, 1, 2, 3)
 
 
 def bias_free_conv3d(c_in, c_out, kernel, stride, padding):
-    """A bias-free convolution, reflect-padded (VDIM's first layer) where ``padding`` is not zero,
-    a :class:`PointwiseConv3d` where it is 1 x 1 x 1 of stride 1."""
+    """A bias-free convolution: reflect-padded (VDIM's first layer) where ``padding`` is not zero,
+    else a :class:`MatmulConv3d`."""
     if any(padding):
         return ReflectPadConv3d(c_in, c_out, kernel, stride, padding, bias=False, padding_mode="reflect")
-    if _triple(kernel) == _triple(stride) == (1, 1, 1):
-        return PointwiseConv3d(c_in, c_out)
-    return nn.Conv3d(c_in, c_out, kernel, stride, bias=False)
+    return MatmulConv3d(c_in, c_out, kernel, stride, bias=False)
 
 
 def spatial_conv(c_in, c_out, k, s, pad=0):
@@ -307,9 +330,9 @@ class Res1x1(nn.Module):
 
     def __init__(self, c):
         super().__init__()
-        self.conv1 = PointwiseConv3d(c, c)
+        self.conv1 = MatmulConv3d(c, c, 1, bias=False)
         self.bn = nn.BatchNorm3d(c)
-        self.conv2 = PointwiseConv3d(c, c)
+        self.conv2 = MatmulConv3d(c, c, 1, bias=False)
         nn.init.zeros_(self.conv2.weight)
 
     def forward(self, x):
@@ -330,11 +353,11 @@ class LocalMLP(nn.Module):
     def __init__(self, c_in: int, d_out: int, hidden: Optional[int] = None):
         super().__init__()
         hidden = hidden or d_out
-        self.conv1 = PointwiseConv3d(c_in, hidden)
+        self.conv1 = MatmulConv3d(c_in, hidden, 1, bias=False)
         self.bn1 = nn.BatchNorm3d(hidden)
-        self.conv2 = PointwiseConv3d(hidden, d_out)
+        self.conv2 = MatmulConv3d(hidden, d_out, 1, bias=False)
         nn.init.zeros_(self.conv2.weight)
-        self.shortcut = PointwiseConv3d(c_in, d_out)
+        self.shortcut = MatmulConv3d(c_in, d_out, 1, bias=False)
         with torch.no_grad():
             eye = torch.zeros(d_out, c_in)
             eye[: min(d_out, c_in), : min(d_out, c_in)] = torch.eye(min(d_out, c_in))
