@@ -127,17 +127,16 @@ def matrix_product_rows(shape, kernel, stride) -> Optional[tuple]:
     is 1 (stride 1, the dimension kept) or the whole extent (the dimension summed, output 1), with
     the kept dimensions before the summed ones in memory (``T, H, W, C``): then ``[B, T, H, W, C]``
     reshapes without a copy to rows of ``summed extents x C`` inputs."""
-    kept, summed = [], []
+    out, summing = [], False
     for k, s, n in zip(kernel, stride, shape[2:]):
-        if k == n and n > 1:
-            summed.append(n)
-        elif k == 1 and (s == 1 or n == 1):
-            if summed and n > 1:
-                return None
-            kept.append(n)
+        if k == n and n > 1:  # summed over
+            out.append(1)
+            summing = True
+        elif k == 1 and (s == 1 or n == 1) and not (summing and n > 1):  # kept, before any summed one
+            out.append(n)
         else:
             return None
-    return tuple(1 if k == n and n > 1 else n for k, n in zip(kernel, shape[2:]))
+    return tuple(out)
 
 
 class MatmulConv3d(nn.Conv3d):
