@@ -146,7 +146,7 @@ class MatmulConv3d(nn.Conv3d):
     every 1 x 1 x 1 convolution (AMDIM's residual 1x1 blocks and MLP heads, Table 1's blocks 3-4
     temporal convolutions) and block 8's, whose kernels span its 3 x 3 and 3 x 1 x 1 inputs.
     oneDNN's 3-D convolution takes 1.1-2.1x as long for the same product in bf16 (forward and
-    backward, the small encoder's and Table 1's 1x1x1 shapes), up to 7x for block 8's. Products
+    backward, the small encoder's and Table 1's 1x1x1 shapes), 1.7-2.3x for block 8's. Products
     of 1 x 1 x 1 convolutions and their input gradients are bit-identical to the convolution's;
     sums over a kernel's positions or the map's run in another order, within a rounding (tested
     against float64)."""
