@@ -623,13 +623,15 @@ def encoder_step(enc, x, device, precision: str):
 
 def convolution_calls(enc, x, precision: str) -> list:
     """``(conv, input, output_grad, needs_input_grad)`` for every convolution call of one training
-    forward of ``enc``: random tensors of the shape, dtype and memory layout that call met."""
+    forward of ``enc``: random tensors of the shape, dtype and memory layout that call met, the input
+    a leaf that requires a gradient where that call's did."""
     from benchmark.trainer import autocast_for
     calls = []
 
     def record(conv, args, out):
         like = args[0]
-        calls.append((conv, torch.empty_like(like).normal_(), torch.empty_like(out).normal_(), like.requires_grad))
+        inp = torch.empty_like(like).normal_().requires_grad_(like.requires_grad)
+        calls.append((conv, inp, torch.empty_like(out).normal_(), like.requires_grad))
     hooks = [m.register_forward_hook(record) for m in enc.modules() if isinstance(m, nn.modules.conv._ConvNd)]
     try:
         with autocast_for(x.device, precision):
@@ -647,14 +649,15 @@ def convolutions_step(enc, x, device, precision: str):
     would take if it were all convolution: the ceiling the convolution library (oneDNN on CPU, cuDNN
     on CUDA) sets on the step's share of the matmul peak."""
     from benchmark.trainer import autocast_for
-    calls = convolution_calls(enc, x, precision)
+    # what each call differentiates, gathered once, outside the timed step
+    calls = [(conv, inp, grad, ([inp] if needs_input_grad else []) + [p for p in conv.parameters() if p.requires_grad])
+             for conv, inp, grad, needs_input_grad in convolution_calls(enc, x, precision)]
 
     def step():
-        for conv, inp, grad, needs_input_grad in calls:
-            leaves = [p for p in conv.parameters() if p.requires_grad]
+        for conv, inp, grad, wrt in calls:
             with autocast_for(device, precision):
-                out = conv(inp.requires_grad_(needs_input_grad))
-            torch.autograd.grad(out, ([inp] if needs_input_grad else []) + leaves, grad)
+                out = conv(inp)
+            torch.autograd.grad(out, wrt, grad)
         if device.type == "cuda":
             torch.cuda.synchronize()
     return step
