@@ -26,7 +26,7 @@ from benchmark.data.datasets import count_skipped
 from benchmark.data.pipeline import records_for
 from benchmark.distributed import (agree_on_run_dir, check_sync_bn, export_launcher_env, init_distributed,
                                    leave_process_group, resolve_device)
-from benchmark.trainer import MetricsLog, autocast_for, pretrain
+from benchmark.trainer import MetricsLog, autocast_for, check_trainer_numbers, pretrain
 from encoders import build_encoder_from_config
 from methods import build_method
 
@@ -114,6 +114,7 @@ def run(cfg) -> dict:
     from evaluation import check_eval_dataset
     from benchmark.data.pipeline import eval_sampler, train_sampler
     check_eval_dataset(cfg)  # bad settings fail here, before any data is written or read
+    check_trainer_numbers(cfg.trainer)
     train_sampler(cfg.method, cfg.encoder, cfg.trainer.augment_on)
     eval_sampler(cfg.encoder, cfg.eval.clips_per_video, cfg.eval.spatial_crops, cfg.eval.frame_stride)
     skipped_log = str(run_dir / "skipped_videos.txt")

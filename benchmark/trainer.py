@@ -42,6 +42,25 @@ class TrainingDiverged(UserError):
     pass
 
 
+# the least value each count or rate of the trainer can run with
+TRAINER_MINIMUMS = {"steps": 1, "batch_size": 1, "checkpoint_every": 1, "log_every": 1, "warmup_steps": 0,
+                    "decay_every": 0, "num_workers": 0, "weight_decay": 0.0, "grad_clip": 0.0}
+
+
+def check_trainer_numbers(t) -> None:
+    """Counts and rates the trainer cannot run with fail before any data is read, in one line that
+    names the key, the value and the valid range (a negative ``trainer.steps`` would otherwise
+    evaluate an untrained encoder under the method's name)."""
+    for key, least in TRAINER_MINIMUMS.items():
+        if t[key] < least:
+            hint = " (method=random evaluates an untrained encoder)" if key == "steps" else ""
+            raise UserError(f"bad trainer.{key} {t[key]}: must be >= {least}{hint}")
+    if not t.lr > 0:
+        raise UserError(f"bad trainer.lr {t.lr}: must be > 0")
+    if t.threads is not None and t.threads < 1:
+        raise UserError(f"bad trainer.threads {t.threads}: must be >= 1, or null for torch's default")
+
+
 @dataclass
 class PretrainResult:
     steps: int

@@ -45,6 +45,9 @@ def one_line_error(p):
     (["run", "trainer.augment_on=gpu"], "unknown trainer.augment_on 'gpu'; valid choices: device, workers"),
     (["run", "trainer.allocator=jemalloc"], "unknown trainer.allocator 'jemalloc'; valid choices: retain, system"),
     (["perf", "levers=[threads]"], "unknown perf lever 'threads'; valid choices: allocator, channels_last, compile"),
+    (["run", "trainer.steps=-1"], "bad trainer.steps -1: must be >= 1 (method=random evaluates an untrained encoder)"),
+    (["run", "trainer.batch_size=0"], "bad trainer.batch_size 0: must be >= 1"),
+    (["run", "trainer.lr=0"], "bad trainer.lr 0.0: must be > 0"),
 ])
 def test_bad_input_messages(args, expect, tmp_path):
     assert expect in one_line_error(cli(args, tmp_path))

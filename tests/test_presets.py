@@ -6,6 +6,8 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
+from benchmark.trainer import TRAINER_MINIMUMS, check_trainer_numbers
+
 from conftest import ROOT, TINY_OVERRIDES, compose_run
 from test_cli import cli
 
@@ -32,6 +34,7 @@ def test_preset_composes_with_the_paper_settings(name):
     assert (cfg.method.name, cfg.encoder.name, cfg.dataset.name) == (method, encoder, dataset)
     assert (cfg.trainer.steps, cfg.trainer.batch_size) == (steps, batch)
     assert cfg.experiment_name == name and "GPU-hours" in cfg.compute_budget
+    check_trainer_numbers(cfg.trainer)  # a preset's counts and rates pass the run's own checks
     if encoder == "vdim":
         assert (cfg.encoder.frames, cfg.encoder.size) == (32, 128)  # Table 1 input
     else:
@@ -122,3 +125,16 @@ def test_swav_and_byol_get_a_batch_of_24_on_the_cpu_trainer_only(method):
 def test_the_other_methods_keep_the_cpu_trainers_batch_of_8():
     for method in ("vdim", "rho_simclr", "rho_moco", "supervised", "random"):
         assert compose_run([f"method={method}"]).trainer.batch_size == 8, method
+
+
+@pytest.mark.parametrize("key", sorted(TRAINER_MINIMUMS) + ["lr", "threads"])
+@pytest.mark.parametrize("trainer", ["cpu", "gpu"])
+def test_trainer_counts_and_rates_below_their_range_fail_in_one_line_naming_them(key, trainer):
+    from benchmark.errors import UserError
+    cfg = compose_run([f"trainer={trainer}"])
+    check_trainer_numbers(cfg.trainer)  # the defaults pass
+    least = TRAINER_MINIMUMS.get(key, 1)  # threads: at least 1; lr: above 0
+    bad = -0.5 if key == "lr" or isinstance(least, float) else least - 1
+    cfg.trainer[key] = bad
+    with pytest.raises(UserError, match=rf"^bad trainer\.{key} {bad}: must be (>=|>) "):
+        check_trainer_numbers(cfg.trainer)
