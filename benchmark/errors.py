@@ -10,3 +10,13 @@ class UserError(Exception):
 
 def unknown_choice(kind: str, value: object, choices: Iterable[object]) -> UserError:
     return UserError(f"unknown {kind} '{value}'; valid choices: {', '.join(map(str, sorted(choices)))}")
+
+
+def check_minimums(prefix: str, settings, minimums: dict) -> None:
+    """Raise, in one line naming the key, its value and the valid range, for the first of
+    ``minimums`` (a dotted key under ``settings`` -> its least value) that ``settings`` falls below."""
+    from omegaconf import OmegaConf
+    for key, least in minimums.items():
+        value = OmegaConf.select(settings, key)
+        if value < least:
+            raise UserError(f"bad {prefix}.{key} {value}: must be >= {least}")

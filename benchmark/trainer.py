@@ -29,7 +29,7 @@ from benchmark.data.datasets import PretrainStream
 from benchmark.data.batch_augment import step_generator
 from benchmark.data.pipeline import batch_augment, train_sampler
 from benchmark.distributed import DistInfo, mean_over_processes
-from benchmark.errors import UserError, unknown_choice
+from benchmark.errors import UserError, check_minimums, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class TrainingDiverged(UserError):
     pass
 
 
-# the least value each count or rate of the trainer can run with
-TRAINER_MINIMUMS = {"steps": 1, "batch_size": 1, "checkpoint_every": 1, "log_every": 1, "warmup_steps": 0,
+# the least value each count or rate of the trainer can run with (trainer.steps: 1, with its own hint)
+TRAINER_MINIMUMS = {"batch_size": 1, "checkpoint_every": 1, "log_every": 1, "warmup_steps": 0,
                     "decay_every": 0, "num_workers": 0, "weight_decay": 0.0, "grad_clip": 0.0}
 
 
@@ -51,10 +51,9 @@ def check_trainer_numbers(t) -> None:
     """Counts and rates the trainer cannot run with fail before any data is read, in one line that
     names the key, the value and the valid range (a negative ``trainer.steps`` would otherwise
     evaluate an untrained encoder under the method's name)."""
-    for key, least in TRAINER_MINIMUMS.items():
-        if t[key] < least:
-            hint = " (method=random evaluates an untrained encoder)" if key == "steps" else ""
-            raise UserError(f"bad trainer.{key} {t[key]}: must be >= {least}{hint}")
+    if t.steps < 1:
+        raise UserError(f"bad trainer.steps {t.steps}: must be >= 1 (method=random evaluates an untrained encoder)")
+    check_minimums("trainer", t, TRAINER_MINIMUMS)
     if not t.lr > 0:
         raise UserError(f"bad trainer.lr {t.lr}: must be > 0")
     if t.threads is not None and t.threads < 1:

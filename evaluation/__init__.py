@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
+from omegaconf import OmegaConf
 
 from benchmark.data.pipeline import eval_sampler, records_for
-from benchmark.errors import UserError
+from benchmark.data.splits import check_split
+from benchmark.errors import UserError, check_minimums
 from evaluation.aggregate import split_summary
 from evaluation.features import cached_features
 from evaluation.finetune import finetune_split
@@ -39,13 +41,27 @@ def eval_dataset_config(cfg):
     return ds
 
 
+# the least value of each evaluation count (rates: above 0)
+EVAL_MINIMUMS = {"clips_per_video": 1, "feature_batch_size": 1, "linear.epochs": 1, "linear.batch_size": 1,
+                 "finetune.steps": 1, "finetune.batch_size": 1, "knn.k": 1}
+
+
 def check_eval_dataset(cfg) -> None:
-    """Bad evaluation settings fail here, before any pretraining: the protocols, the evaluation
-    dataset and its root, and every split's list."""
+    """Bad evaluation settings fail here, before any pretraining: the protocols, the counts and
+    rates, the split numbers, the evaluation dataset and its root, and every split's list."""
     bad = [p for p in cfg.eval.protocols if p not in PROTOCOLS]
     if bad:
         raise UserError(f"unknown eval protocol '{bad[0]}'; valid choices: {', '.join(PROTOCOLS)}")
+    check_minimums("eval", cfg.eval, EVAL_MINIMUMS)
+    for key in ("linear.lr", "finetune.lr"):
+        if not OmegaConf.select(cfg.eval, key) > 0:
+            raise UserError(f"bad eval.{key} {OmegaConf.select(cfg.eval, key)}: must be > 0")
     ds = eval_dataset_config(cfg)
+    if cfg.eval.protocols and not cfg.eval.splits:
+        raise UserError("eval.splits is empty; valid choices: 1, 2, 3")
+    if ds.format != "kinetics":  # Kinetics has one train/val split; its number is not read
+        for s in cfg.eval.splits:
+            check_split(s)
     if ds is not cfg.dataset:
         for s in cfg.eval.splits:
             records_for(ds, s, "test")

@@ -48,6 +48,8 @@ def one_line_error(p):
     (["run", "trainer.steps=-1"], "bad trainer.steps -1: must be >= 1 (method=random evaluates an untrained encoder)"),
     (["run", "trainer.batch_size=0"], "bad trainer.batch_size 0: must be >= 1"),
     (["run", "trainer.lr=0"], "bad trainer.lr 0.0: must be > 0"),
+    (["run", "eval.splits=[4]"], "unknown split '4'; valid choices: 1, 2, 3"),
+    (["run", "eval.clips_per_video=0"], "bad eval.clips_per_video 0: must be >= 1"),
 ])
 def test_bad_input_messages(args, expect, tmp_path):
     assert expect in one_line_error(cli(args, tmp_path))

@@ -7,6 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from benchmark.trainer import TRAINER_MINIMUMS, check_trainer_numbers
+from evaluation import EVAL_MINIMUMS, check_eval_dataset
 
 from conftest import ROOT, TINY_OVERRIDES, compose_run
 from test_cli import cli
@@ -127,14 +128,35 @@ def test_the_other_methods_keep_the_cpu_trainers_batch_of_8():
         assert compose_run([f"method={method}"]).trainer.batch_size == 8, method
 
 
-@pytest.mark.parametrize("key", sorted(TRAINER_MINIMUMS) + ["lr", "threads"])
+@pytest.mark.parametrize("key", sorted(TRAINER_MINIMUMS) + ["steps", "lr", "threads"])
 @pytest.mark.parametrize("trainer", ["cpu", "gpu"])
 def test_trainer_counts_and_rates_below_their_range_fail_in_one_line_naming_them(key, trainer):
     from benchmark.errors import UserError
     cfg = compose_run([f"trainer={trainer}"])
     check_trainer_numbers(cfg.trainer)  # the defaults pass
-    least = TRAINER_MINIMUMS.get(key, 1)  # threads: at least 1; lr: above 0
+    least = TRAINER_MINIMUMS.get(key, 1)  # steps and threads: at least 1; lr: above 0
     bad = -0.5 if key == "lr" or isinstance(least, float) else least - 1
     cfg.trainer[key] = bad
     with pytest.raises(UserError, match=rf"^bad trainer\.{key} {bad}: must be (>=|>) "):
         check_trainer_numbers(cfg.trainer)
+
+
+@pytest.mark.parametrize("key", sorted(EVAL_MINIMUMS) + ["linear.lr", "finetune.lr"])
+def test_eval_counts_and_rates_below_their_range_fail_in_one_line_naming_them(key):
+    from benchmark.errors import UserError
+    cfg = compose_run([])
+    check_eval_dataset(cfg)  # the defaults pass
+    bad = -0.5 if key.endswith("lr") else EVAL_MINIMUMS[key] - 1
+    OmegaConf.update(cfg, f"eval.{key}", bad)
+    with pytest.raises(UserError, match=rf"^bad eval\.{key} {bad}: must be (>=|>) "):
+        check_eval_dataset(cfg)
+
+
+def test_eval_split_numbers_are_checked_before_pretraining_except_kinetics_single_split():
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="^unknown split '4'; valid choices: 1, 2, 3$"):
+        check_eval_dataset(compose_run(["eval.splits=[1,4]"]))
+    with pytest.raises(UserError, match="^eval.splits is empty"):
+        check_eval_dataset(compose_run(["eval.splits=[]"]))
+    check_eval_dataset(compose_run(["eval.splits=[]", "eval.protocols=[]"]))  # pretraining only
+    check_eval_dataset(compose_run(["dataset=kinetics400", "dataset.root=/data/k400", "eval.splits=[1]"]))

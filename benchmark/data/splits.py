@@ -36,7 +36,8 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _check_split(split: int) -> None:
+def check_split(split: int) -> None:
+    """UCF-101 and HMDB-51 have three official splits."""
     if split not in (1, 2, 3):
         raise UserError(f"unknown split '{split}'; valid choices: 1, 2, 3")
 
@@ -50,7 +51,7 @@ def ucf101_class_index(splits_dir: Path) -> List[str]:
 
 def ucf101_split(videos_dir: Path, splits_dir: Path, split: int, subset: str
                  ) -> Tuple[List[VideoRecord], List[str]]:
-    _check_split(split)
+    check_split(split)
     if subset not in SUBSETS:
         raise UserError(f"unknown subset '{subset}'; valid choices: {', '.join(SUBSETS)}")
     classes = ucf101_class_index(splits_dir)
@@ -75,7 +76,7 @@ HMDB_MARK = {"train": ("1",), "test": ("2",), "all": ("1", "2")}
 
 def hmdb51_split(videos_dir: Path, splits_dir: Path, split: int, subset: str
                  ) -> Tuple[List[VideoRecord], List[str]]:
-    _check_split(split)
+    check_split(split)
     if subset not in HMDB_MARK:
         raise UserError(f"unknown subset '{subset}'; valid choices: {', '.join(HMDB_MARK)}")
     _require(splits_dir, "HMDB-51 split folder")
