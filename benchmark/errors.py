@@ -20,3 +20,13 @@ def check_minimums(prefix: str, settings, minimums: dict) -> None:
         value = OmegaConf.select(settings, key)
         if value < least:
             raise UserError(f"bad {prefix}.{key} {value}: must be >= {least}")
+
+
+def check_positive(prefix: str, settings, keys) -> None:
+    """Raise, in one line naming the key and its value, for the first of ``keys`` (dotted, under
+    ``settings``) that is not above 0: learning rates."""
+    from omegaconf import OmegaConf
+    for key in keys:
+        value = OmegaConf.select(settings, key)
+        if not value > 0:
+            raise UserError(f"bad {prefix}.{key} {value}: must be > 0")

@@ -29,7 +29,7 @@ from benchmark.data.datasets import PretrainStream
 from benchmark.data.batch_augment import step_generator
 from benchmark.data.pipeline import batch_augment, train_sampler
 from benchmark.distributed import DistInfo, mean_over_processes
-from benchmark.errors import UserError, check_minimums, unknown_choice
+from benchmark.errors import UserError, check_minimums, check_positive, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ def check_trainer_numbers(t) -> None:
     if t.steps < 1:
         raise UserError(f"bad trainer.steps {t.steps}: must be >= 1 (method=random evaluates an untrained encoder)")
     check_minimums("trainer", t, TRAINER_MINIMUMS)
-    if not t.lr > 0:
-        raise UserError(f"bad trainer.lr {t.lr}: must be > 0")
+    check_positive("trainer", t, ["lr"])
     if t.threads is not None and t.threads < 1:
         raise UserError(f"bad trainer.threads {t.threads}: must be >= 1, or null for torch's default")
 

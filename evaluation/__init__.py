@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
-from omegaconf import OmegaConf
 
 from benchmark.data.pipeline import eval_sampler, records_for
 from benchmark.data.splits import check_split
-from benchmark.errors import UserError, check_minimums
+from benchmark.errors import UserError, check_minimums, check_positive
 from evaluation.aggregate import split_summary
 from evaluation.features import cached_features
 from evaluation.finetune import finetune_split
@@ -53,15 +52,12 @@ def check_eval_dataset(cfg) -> None:
     if bad:
         raise UserError(f"unknown eval protocol '{bad[0]}'; valid choices: {', '.join(PROTOCOLS)}")
     check_minimums("eval", cfg.eval, EVAL_MINIMUMS)
-    for key in ("linear.lr", "finetune.lr"):
-        if not OmegaConf.select(cfg.eval, key) > 0:
-            raise UserError(f"bad eval.{key} {OmegaConf.select(cfg.eval, key)}: must be > 0")
+    check_positive("eval", cfg.eval, ["linear.lr", "finetune.lr"])
     ds = eval_dataset_config(cfg)
     if cfg.eval.protocols and not cfg.eval.splits:
         raise UserError("eval.splits is empty; valid choices: 1, 2, 3")
-    if ds.format != "kinetics":  # Kinetics has one train/val split; its number is not read
-        for s in cfg.eval.splits:
-            check_split(s)
+    for s in cfg.eval.splits:
+        check_split(s, ds.format)
     if ds is not cfg.dataset:
         for s in cfg.eval.splits:
             records_for(ds, s, "test")

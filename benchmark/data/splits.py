@@ -36,9 +36,10 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def check_split(split: int) -> None:
-    """UCF-101 and HMDB-51 have three official splits."""
-    if split not in (1, 2, 3):
+def check_split(split: int, fmt: str = "ucf101") -> None:
+    """UCF-101 and HMDB-51 have three official splits; Kinetics has one train/val split, whose
+    number is not read."""
+    if fmt != "kinetics" and split not in (1, 2, 3):
         raise UserError(f"unknown split '{split}'; valid choices: 1, 2, 3")
 
 
