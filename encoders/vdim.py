@@ -30,6 +30,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _triple
 
 from encoders.feature_encoder import FeatureEncoder
@@ -139,27 +140,84 @@ def matrix_product_rows(shape, kernel, stride) -> Optional[tuple]:
     return tuple(out)
 
 
+def window_view(xp: torch.Tensor, kernel, stride) -> torch.Tensor:
+    """The ``[B, To, Ho, Wo, kt, kh, kw, C]`` view of the windows of an unpadded convolution of a
+    ``[B, T, H, W, C]`` map (a channels-last map's memory): no copy."""
+    for dim, (k, s) in enumerate(zip(kernel, stride), 1):
+        xp = xp.unfold(dim, k, s)
+    return xp.permute(0, 1, 2, 3, 5, 6, 7, 4)
+
+
+class _WindowRows(torch.autograd.Function):
+    """im2col of a channels-last map: every window of an unpadded convolution copied out as one
+    row of ``kt * kh * kw * C`` inputs (C innermost, as the map lies). The backward adds each
+    kernel offset's slice of the rows' gradient into a strided view of the map's gradient, one
+    whole-map add per offset (a copy where windows do not overlap), summed in fp32 and rounded
+    once, as the convolution's backward sums a bf16 input's gradient."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride):
+        windows = window_view(x.permute(0, 2, 3, 4, 1), kernel, stride)
+        ctx.input_shape, ctx.kernel, ctx.stride, ctx.windows_shape = x.shape, kernel, stride, windows.shape
+        return windows.reshape(math.prod(windows.shape[:4]), -1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_rows):
+        b, c, t, h, w = ctx.input_shape
+        grad_windows = grad_rows.view(ctx.windows_shape)
+        if ctx.kernel == ctx.stride:  # each input in at most one window: nothing is summed
+            grad = grad_rows.new_zeros(b, t, h, w, c)
+            window_view(grad, ctx.kernel, ctx.stride).copy_(grad_windows)
+        else:
+            grad = grad_rows.new_zeros(b, t, h, w, c, dtype=torch.promote_types(grad_rows.dtype, torch.float32))
+            for offset, index in zip(itertools.product(*(range(k) for k in ctx.kernel)),
+                                     window_slices(ctx.kernel, ctx.stride, ctx.windows_shape[1:4])):
+                grad[(slice(None), *index[1:])] += grad_windows[(Ellipsis, *offset, slice(None))]
+        return grad.permute(0, 4, 1, 2, 3).to(grad_rows.dtype), None, None
+
+
+# Output channels from which an unpadded convolution that is not one product of the map's memory
+# runs as im2col + one matrix product on CPU. Every copied-out input feeds c_out multiply-adds, so
+# the copy pays where c_out is large. Forward and backward alone, against oneDNN: at 512 (Table 1's
+# blocks 5-7) 1.3-2.4x as fast in bf16 and 1.2-1.7x in fp32; at 256 (the small encoder's blocks
+# 5-7, on the same 14x7x7 to 5x3x3 maps) 0.8-1.4x, no gain in its step; at 128-256 on blocks 3-4's
+# larger maps 0.2-0.7x.
+UNFOLD_MIN_OUT_CHANNELS = 512
+
+
 class MatmulConv3d(nn.Conv3d):
-    """``nn.Conv3d`` (the same module and state-dict keys) that on a channels-last CPU map runs as
-    the matrix product it is where :func:`matrix_product_rows` says so: ``F.linear`` of the map's
-    memory as it lies, so nothing is copied and the output is channels-last again. That covers
-    every 1 x 1 x 1 convolution (AMDIM's residual 1x1 blocks and MLP heads, Table 1's blocks 3-4
-    temporal convolutions) and block 8's, whose kernels span its 3 x 3 and 3 x 1 x 1 inputs.
-    oneDNN's 3-D convolution takes 1.1-2.1x as long for the same product in bf16 (forward and
-    backward, the small encoder's and Table 1's 1x1x1 shapes), 1.7-2.3x for block 8's. Products
-    of 1 x 1 x 1 convolutions and their input gradients are bit-identical to the convolution's;
-    sums over a kernel's positions or the map's run in another order, within a rounding (tested
-    against float64)."""
+    """``nn.Conv3d`` (the same module and state-dict keys) that on a channels-last CPU map runs
+    unpadded convolutions as matrix products, where oneDNN's 3-D convolution is slow:
+
+    * where :func:`matrix_product_rows` says the convolution is one product of the map's memory as
+      it lies, ``F.linear`` of that view: nothing is copied. That covers every 1 x 1 x 1
+      convolution (AMDIM's residual 1x1 blocks and MLP heads, Table 1's blocks 3-4 temporal
+      convolutions) and block 8's, whose kernels span its 3 x 3 and 3 x 1 x 1 inputs. oneDNN takes
+      1.1-2.1x as long for the 1x1x1 products in bf16 (forward and backward), 1.7-2.3x for block 8's;
+    * else, from :data:`UNFOLD_MIN_OUT_CHANNELS` output channels (blocks 5-7's spatial and temporal
+      convolutions on 14 x 7 x 7 to 5 x 3 x 3 maps), ``F.linear`` of the windows copied out as rows
+      (:class:`_WindowRows`), where oneDNN's backward runs at a quarter of the matmul peak or less.
+
+    Products of 1 x 1 x 1 convolutions and their input gradients are bit-identical to the
+    convolution's; other sums run in another order, within a rounding (tested against float64).
+    The output is channels-last again."""
 
     def _conv_forward(self, x, weight, bias):
-        out = None
-        if (x.device.type == "cpu" and x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
+        if not (x.device.type == "cpu" and x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
                 and self.padding == (0, 0, 0) and self.dilation == (1, 1, 1) and self.groups == 1
                 and not torch.compiler.is_compiling()):
-            out = matrix_product_rows(x.shape, self.kernel_size, self.stride)
-        if out is None:
             return super()._conv_forward(x, weight, bias)
-        rows = x.permute(0, 2, 3, 4, 1).reshape(x.shape[0] * math.prod(out), -1)
+        out = matrix_product_rows(x.shape, self.kernel_size, self.stride)
+        if out is not None:
+            rows = x.permute(0, 2, 3, 4, 1).reshape(x.shape[0] * math.prod(out), -1)
+        elif self.out_channels >= UNFOLD_MIN_OUT_CHANNELS:
+            if torch.is_autocast_enabled("cpu") and x.dtype == torch.float32:  # as autocast casts a convolution's input
+                x = x.to(torch.get_autocast_dtype("cpu"))
+            out = [(n - k) // s + 1 for n, k, s in zip(x.shape[2:], self.kernel_size, self.stride)]
+            rows = _WindowRows.apply(x, self.kernel_size, self.stride)
+        else:
+            return super()._conv_forward(x, weight, bias)
         product = F.linear(rows, weight.permute(0, 2, 3, 4, 1).reshape(weight.shape[0], -1), bias)
         return product.view(x.shape[0], *out, -1).permute(0, 4, 1, 2, 3)
 
@@ -319,8 +377,9 @@ class ResNxN(nn.Module):
         if self.c_out > self.c_in:
             short = F.pad(short, (0, 0, 0, 0, 0, 0, 0, self.c_out - self.c_in))
         # Under CPU autocast avg_pool3d runs in fp32, so the sum and the residual stream after it stay
-        # fp32. Casting the sum to bf16 made the step 1.14x faster but cost rho-SimCLR's default run
-        # 6.5 linear-probe points (README, Performance), so autocast's choice stands.
+        # fp32. Handing the pooled shortcut back in bf16 made the bf16 steps 1.06-1.08x faster but
+        # lowered rho-SimCLR's linear probe at each of three seeds (README, Performance), so
+        # autocast's choice stands.
         return h + short
 
 

@@ -118,26 +118,36 @@ class RecordedOps:
         self.mode.__exit__(*exc)
 
 
-MATMUL_CONVS = [  # (input shape, kernel, a matrix product?, bit-identical to the convolution?)
-    ((2, 16, 3, 5, 5), (1, 1, 1), True, True),
-    ((3, 16, 1, 1, 1), (1, 1, 1), True, True),
-    ((2, 16, 3, 3, 3), (1, 3, 3), True, False),   # block 8's spatial convolution: the kernel spans H and W
-    ((2, 16, 3, 1, 1), (3, 1, 1), True, False),   # and its temporal one
-    ((2, 16, 3, 5, 5), (1, 3, 3), False, True),   # a sliding window: the convolution runs
-    ((2, 16, 3, 3, 1), (3, 1, 1), False, True),   # T summed but H kept after it in memory: no view
+MATMUL_CONVS = [  # (input shape, kernel, stride, how it runs, bit-identical to the convolution?)
+    ((2, 16, 3, 5, 5), (1, 1, 1), (1, 1, 1), "view", True),
+    ((3, 16, 1, 1, 1), (1, 1, 1), (1, 1, 1), "view", True),
+    ((2, 16, 3, 3, 3), (1, 3, 3), (1, 1, 1), "view", False),   # block 8's spatial convolution: kernel spans H, W
+    ((2, 16, 3, 1, 1), (3, 1, 1), (1, 1, 1), "view", False),   # and its temporal one
+    ((2, 16, 3, 5, 5), (1, 3, 3), (1, 1, 1), "conv", True),    # sliding windows, 24 output channels: a convolution
+    ((2, 16, 3, 3, 1), (3, 1, 1), (1, 1, 1), "conv", True),    # T summed but H kept after it in memory: no view
+    ((2, 16, 3, 5, 5), (1, 3, 3), (1, 1, 1), "rows", False),   # blocks 6-7's spatial convolutions (overlapping)
+    ((2, 16, 5, 3, 3), (3, 1, 1), (1, 1, 1), "rows", False),   # and their temporal ones
+    ((2, 16, 3, 6, 7), (1, 2, 2), (1, 2, 2), "rows", False),   # block 5's spatial one (kernel = stride), odd W
+    ((2, 16, 4, 3, 3), (2, 1, 1), (2, 1, 1), "rows", False),   # block 5's temporal one
+    ((2, 16, 4, 7, 6), (2, 3, 3), (1, 2, 2), "rows", False),   # overlapping and strided in every dimension
 ]
 
 
-@pytest.mark.parametrize("shape, kernel, matmul, identical", MATMUL_CONVS)
+@pytest.mark.parametrize("shape, kernel, stride, route, identical", MATMUL_CONVS)
 @pytest.mark.parametrize("autocast", [False, True])
-def test_matmul_conv_equals_nn_conv3d(shape, kernel, matmul, identical, autocast):
-    """A convolution that is one matrix product of a channels-last CPU map's memory runs as F.linear
-    and no convolution runs; its output stays channels-last. 1x1x1 products and their input
-    gradients equal nn.Conv3d's bit for bit. Every result (output, input and weight gradients) is
-    as close to a float64 reference as nn.Conv3d's, within a bf16 rounding under autocast."""
-    from encoders.vdim import MatmulConv3d
+def test_matmul_conv_equals_nn_conv3d(shape, kernel, stride, route, identical, autocast, monkeypatch):
+    """An unpadded convolution of a channels-last CPU map runs as F.linear, and no convolution
+    runs, where it is one matrix product of the map's memory ("view") or, from
+    UNFOLD_MIN_OUT_CHANNELS output channels (24 here), of its windows copied out as rows ("rows");
+    its output stays channels-last. 1x1x1 products and their input gradients equal nn.Conv3d's bit
+    for bit. Every result (output, input and weight gradients) is as close to a float64 reference
+    as nn.Conv3d's, within a bf16 rounding under autocast."""
+    from encoders import vdim
+    if route == "rows":
+        monkeypatch.setattr(vdim, "UNFOLD_MIN_OUT_CHANNELS", 24)
     torch.manual_seed(0)
-    ours, plain = MatmulConv3d(16, 24, kernel, bias=False), torch.nn.Conv3d(16, 24, kernel, bias=False)
+    ours = vdim.MatmulConv3d(16, 24, kernel, stride, bias=False)
+    plain = torch.nn.Conv3d(16, 24, kernel, stride, bias=False)
     plain.load_state_dict(ours.state_dict())
     ours.to(memory_format=torch.channels_last_3d), plain.to(memory_format=torch.channels_last_3d)
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
@@ -146,11 +156,13 @@ def test_matmul_conv_equals_nn_conv3d(shape, kernel, matmul, identical, autocast
         with RecordedOps() as ops:
             out = ours(x_ours)
         expected = plain(x_plain)
-    assert any("convolution" in n for n in ops.names) != matmul
+    assert any("convolution" in n for n in ops.names) == (route == "conv")
     assert out.is_contiguous(memory_format=torch.channels_last_3d) and out.shape == expected.shape
+    assert out.dtype == expected.dtype
     weights = torch.randn_like(expected, dtype=torch.float32)
     (out.float() * weights).sum().backward()
     (expected.float() * weights).sum().backward()
+    assert x_ours.grad.dtype == x.dtype and x_ours.grad.is_contiguous(memory_format=torch.channels_last_3d)
     if identical:
         torch.testing.assert_close(out, expected, rtol=0, atol=0)
         torch.testing.assert_close(x_ours.grad, x_plain.grad, rtol=0, atol=0)
@@ -158,7 +170,7 @@ def test_matmul_conv_equals_nn_conv3d(shape, kernel, matmul, identical, autocast
     cast = (lambda t: t.bfloat16().double()) if autocast else (lambda t: t.double())
     x64, w64 = cast(x).requires_grad_(), cast(plain.weight.detach())
     w64.requires_grad_()
-    ref = torch.nn.functional.conv3d(x64, w64)
+    ref = torch.nn.functional.conv3d(x64, w64, None, stride)
     ref.backward(cast(weights))
     for mine, theirs, truth in ((out, expected, ref), (x_ours.grad, x_plain.grad, x64.grad),
                                 (ours.weight.grad, plain.weight.grad, w64.grad)):
