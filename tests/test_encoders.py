@@ -179,6 +179,31 @@ def test_matmul_conv_equals_nn_conv3d(shape, kernel, stride, route, identical, a
         assert err_ours <= max(2 * err_plain, 2 ** -8 if autocast else 1e-6)
 
 
+@pytest.mark.parametrize("h_dtype, short_dtype", [(torch.bfloat16, torch.float32), (torch.float32, torch.float32),
+                                                   (torch.bfloat16, torch.bfloat16)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_widening_shortcut_equals_adding_the_zero_padded_shortcut(h_dtype, short_dtype, channels_last):
+    """A widening block's sum without F.pad: output and both gradients equal h + F.pad(short)'s bit for
+    bit, in the sum's dtype, and each gradient comes back in its input's dtype and layout."""
+    from encoders.vdim import _AddZeroPaddedShortcut
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    h = torch.randn(2, 12, 3, 4, 5).to(h_dtype).contiguous(memory_format=fmt)
+    short = torch.randn(2, 5, 3, 4, 5).to(short_dtype).contiguous(memory_format=fmt)
+    weights = torch.randn(2, 12, 3, 4, 5)
+    results = []
+    for add in (lambda a, b: a + torch.nn.functional.pad(b, (0, 0, 0, 0, 0, 0, 0, 7)), _AddZeroPaddedShortcut.apply):
+        a, b = h.clone().requires_grad_(), short.clone().requires_grad_()
+        out = add(a, b)
+        (out.float() * weights).sum().backward()
+        results.append((out, a.grad, b.grad))
+    for expected, ours in zip(*results):
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+    out, h_grad, short_grad = results[1]
+    assert h_grad.dtype == h_dtype and short_grad.dtype == short_dtype
+    assert h_grad.is_contiguous(memory_format=fmt) and short_grad.is_contiguous(memory_format=fmt)
+
+
 def test_3d_pool_is_the_plain_avg_pool3d_in_one_graph_under_torch_compile():
     """The window fold is for eager CPU; traced by torch.compile (trainer.compile) the pool must
     stay one graph with ATen's avg_pool3d in it, which inductor fuses with its neighbours."""
