@@ -217,8 +217,8 @@ class MatmulConv3d(nn.Conv3d):
         if out is not None:
             rows = x.permute(0, 2, 3, 4, 1).reshape(x.shape[0] * math.prod(out), -1)
         elif self.out_channels >= UNFOLD_MIN_OUT_CHANNELS:
-            if torch.is_autocast_enabled("cpu") and x.dtype == torch.float32:  # as autocast casts a convolution's input
-                x = x.to(torch.get_autocast_dtype("cpu"))
+            if torch.is_autocast_enabled("cpu") and x.dtype == torch.float32:
+                x = x.to(torch.get_autocast_dtype("cpu"))  # as autocast casts a convolution's input
             out = [(n - k) // s + 1 for n, k, s in zip(x.shape[2:], self.kernel_size, self.stride)]
             rows = _WindowRows.apply(x, self.kernel_size, self.stride)
         else:
