@@ -145,6 +145,12 @@ def matrix_product_rows(shape, kernel, stride) -> Optional[tuple]:
     return tuple(out)
 
 
+def unpadded_output_size(shape, kernel, stride) -> List[int]:
+    """``(To, Ho, Wo)``: how many windows of ``kernel`` at ``stride`` fit in the ``(T, H, W)`` of a
+    ``[B, C, T, H, W]`` map, unpadded (a convolution's or pool's output size)."""
+    return [(n - k) // s + 1 for n, k, s in zip(shape[2:], kernel, stride)]
+
+
 def window_view(xp: torch.Tensor, kernel, stride) -> torch.Tensor:
     """The ``[B, To, Ho, Wo, kt, kh, kw, C]`` view of the windows of an unpadded convolution of a
     ``[B, T, H, W, C]`` map (a channels-last map's memory): no copy."""
@@ -219,7 +225,7 @@ class MatmulConv3d(nn.Conv3d):
         elif self.out_channels >= UNFOLD_MIN_OUT_CHANNELS:
             if torch.is_autocast_enabled("cpu") and x.dtype == torch.float32:
                 x = x.to(torch.get_autocast_dtype("cpu"))  # as autocast casts a convolution's input
-            out = [(n - k) // s + 1 for n, k, s in zip(x.shape[2:], self.kernel_size, self.stride)]
+            out = unpadded_output_size(x.shape, self.kernel_size, self.stride)
             rows = _WindowRows.apply(x, self.kernel_size, self.stride)
         else:
             return super()._conv_forward(x, weight, bias)
@@ -292,7 +298,7 @@ class _WindowFoldAvgPool3d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, kernel, stride):
-        out_size = [(n - k) // s + 1 for n, k, s in zip(x.shape[2:], kernel, stride)]
+        out_size = unpadded_output_size(x.shape, kernel, stride)
         slices = list(window_slices(kernel, stride, out_size))
         total = x[slices[0]] + x[slices[1]]
         for index in slices[2:]:
