@@ -56,7 +56,7 @@ def test_pooled_shortcut_keeps_channels_last_and_equals_plain_average_pooling(ke
     spatial kernels take the 2-D route, the others the window fold; all must equal nn.AvgPool3d
     on a contiguous copy exactly, also under bf16 autocast (which runs the pool in fp32). The
     input spans many magnitudes, so a sum in another order would round differently."""
-    from encoders.vdim import LayoutKeepingAvgPool3d
+    from encoders.channels_last_ops import LayoutKeepingAvgPool3d
     x = torch.randn(2, 8, 6, 10, 10) * torch.logspace(-4, 4, 10).view(1, 1, 1, 1, 10)
     if autocast:
         x = x.bfloat16()
@@ -81,7 +81,7 @@ def test_reflect_padded_conv_equals_nn_conv3d_on_channels_last_input(kernel, pad
     """VDIM's reflect-padded first layer pads a channels-last map by concatenation: output, input
     gradient and weight gradient must equal nn.Conv3d's (which pads with reflection_pad3d) exactly,
     both convolving channels-last."""
-    from encoders.vdim import ReflectPadConv3d
+    from encoders.channels_last_ops import ReflectPadConv3d
     torch.manual_seed(0)
     ours = ReflectPadConv3d(3, 4, kernel, padding=padding, bias=False, padding_mode="reflect")
     plain = torch.nn.Conv3d(3, 4, kernel, padding=padding, bias=False, padding_mode="reflect")
@@ -142,11 +142,11 @@ def test_matmul_conv_equals_nn_conv3d(shape, kernel, stride, route, identical, a
     its output stays channels-last. 1x1x1 products and their input gradients equal nn.Conv3d's bit
     for bit. Every result (output, input and weight gradients) is as close to a float64 reference
     as nn.Conv3d's, within a bf16 rounding under autocast."""
-    from encoders import vdim
+    from encoders import channels_last_ops as ops
     if route == "rows":
-        monkeypatch.setattr(vdim, "UNFOLD_MIN_OUT_CHANNELS", 24)
+        monkeypatch.setattr(ops, "UNFOLD_MIN_OUT_CHANNELS", 24)
     torch.manual_seed(0)
-    ours = vdim.MatmulConv3d(16, 24, kernel, stride, bias=False)
+    ours = ops.MatmulConv3d(16, 24, kernel, stride, bias=False)
     plain = torch.nn.Conv3d(16, 24, kernel, stride, bias=False)
     plain.load_state_dict(ours.state_dict())
     ours.to(memory_format=torch.channels_last_3d), plain.to(memory_format=torch.channels_last_3d)
@@ -185,7 +185,7 @@ def test_matmul_conv_equals_nn_conv3d(shape, kernel, stride, route, identical, a
 def test_widening_shortcut_equals_adding_the_zero_padded_shortcut(h_dtype, short_dtype, channels_last):
     """A widening block's sum without F.pad: output and both gradients equal h + F.pad(short)'s bit for
     bit, in the sum's dtype, and each gradient comes back in its input's dtype and layout."""
-    from encoders.vdim import _AddZeroPaddedShortcut
+    from encoders.channels_last_ops import _AddZeroPaddedShortcut
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     torch.manual_seed(0)
     h = torch.randn(2, 12, 3, 4, 5).to(h_dtype).contiguous(memory_format=fmt)
@@ -208,7 +208,7 @@ def test_3d_pool_is_the_plain_avg_pool3d_in_one_graph_under_torch_compile():
     """The window fold is for eager CPU; traced by torch.compile (trainer.compile) the pool must
     stay one graph with ATen's avg_pool3d in it, which inductor fuses with its neighbours."""
     import torch._dynamo
-    from encoders.vdim import LayoutKeepingAvgPool3d
+    from encoders.channels_last_ops import LayoutKeepingAvgPool3d
     pool = LayoutKeepingAvgPool3d((3, 3, 3), (1, 1, 1))
     x = torch.randn(2, 8, 5, 5, 5).contiguous(memory_format=torch.channels_last_3d)
     explained = torch._dynamo.explain(pool)(x)
