@@ -12,7 +12,6 @@ checkpoints to ``<run>/finetune/split<k>/last.pt`` and resumes from it.
 from __future__ import annotations
 
 import copy
-import logging
 from functools import partial
 from pathlib import Path
 

@@ -53,9 +53,10 @@ def test_allocator_lever_reports_a_child_that_cannot_build_its_steps():
     """perf's allocator lever runs each setting in a spawned process; one that fails is a note row, not a crash."""
     from hydra import compose, initialize_config_dir
 
-    from benchmark import perf
     from benchmark.cli_common import CONFIG_DIR
+    from benchmark.perf.allocator_lever import allocator_lever_rows
+    from benchmark.perf.train import compared_steps
     with initialize_config_dir(str(CONFIG_DIR), version_base=None):
         cfg = compose("perf", overrides=["encoder.frames=8", "encoder.size=32", "batch_size=2", "repeats=1"])
-    rows = perf.allocator_lever_rows("train", perf.compared_steps, cfg, "bf16")
+    rows = allocator_lever_rows("train", compared_steps, cfg, "bf16")
     assert len(rows) == 1 and rows[0]["what"] == "allocator system" and rows[0]["note"].startswith("unavailable: UserError: encoder")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_OVERRIDES
+from conftest import TINY_OVERRIDES
 
 BASE = ["encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", "method.head_dim=32", "trainer.batch_size=2",
         "trainer.num_workers=0", "trainer.progress=false"] + TINY_OVERRIDES
@@ -272,7 +272,7 @@ def test_compile_lever_is_priced_and_compared_with_the_references_in_the_trainer
     import torch
     from omegaconf import OmegaConf
 
-    from benchmark.perf import compile_payoff, inductor_cache_state, lever_steps, reference_ratios
+    from benchmark.perf.train import compile_payoff, inductor_cache_state, lever_steps, reference_ratios
     cfg = OmegaConf.create({"levers": ["compile"], "trainer": {"channels_last": True, "compile": False, "precision": "bf16"}})
     cpu = torch.device("cpu")
     assert set(lever_steps(cfg, cpu, "fp32")) == {"ours vdim, torch.compile on"}

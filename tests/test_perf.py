@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from benchmark.perf import convolution_calls, convolutions_step
+from benchmark.perf.efficiency import convolution_calls, convolutions_step
 from benchmark.trainer import apply_speed_levers, in_layout
 from encoders import build_encoder
 from encoders.channels_last_ops import is_channels_last_3d

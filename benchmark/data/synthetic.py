@@ -33,7 +33,6 @@ groups 3k-2 .. 3k, so groups never cross train/test within a split.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
