@@ -101,7 +101,8 @@ class ConvBlock(nn.Sequential):
 
 
 class ResNxN(nn.Module):
-    """AMDIM's residual NxN block with the 1x1 after the spatial conv made temporal."""
+    """Figure 2b: AMDIM's residual NxN block with the 1x1 after the spatial conv made temporal, and an
+    average-pooling shortcut (zero-padded in channels where the block widens)."""
 
     def __init__(self, c_in, c_out, spec: BlockSpec):
         super().__init__()
