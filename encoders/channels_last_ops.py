@@ -21,6 +21,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _triple
 
+
 def is_channels_last_3d(x: torch.Tensor) -> bool:
     """Stored channels-last 3-D (and not also plain contiguous, as a 1-channel or 1x1x1 map is)."""
     return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
@@ -186,6 +187,7 @@ class MatmulConv3d(nn.Conv3d):
         product = F.linear(rows, weight.permute(0, 2, 3, 4, 1).reshape(weight.shape[0], -1), bias)
         return product.view(x.shape[0], *out, -1).permute(0, 4, 1, 2, 3)
 
+
 class _ChannelsLastGrad(torch.autograd.Function):
     """Identity forward; backward hands its gradient back in the channels-last 3-D layout."""
 
@@ -287,6 +289,7 @@ class LayoutKeepingAvgPool3d(nn.AvgPool3d):
         frames = x.transpose(1, 2).reshape(b * t, c, h, w)
         out = F.avg_pool2d(frames, *self.frame_pool, self.ceil_mode, self.count_include_pad, self.divisor_override)
         return out.reshape(b, t, c, *out.shape[-2:]).transpose(1, 2)
+
 
 class _AddZeroPaddedShortcut(torch.autograd.Function):
     """``h + F.pad(short, zero channels up to h's)``, AMDIM's shortcut where a block widens, as
