@@ -9,7 +9,7 @@ from typing import Dict, List
 import torch
 
 from benchmark.data.pipeline import eval_sampler, records_for
-from benchmark.data.splits import check_split
+from benchmark.data.splits import OFFICIAL_SPLITS, check_split
 from benchmark.errors import UserError, check_minimums, check_positive
 from evaluation.aggregate import split_summary
 from evaluation.features import cached_features
@@ -55,7 +55,7 @@ def check_eval_dataset(cfg) -> None:
     check_positive("eval", cfg.eval, ["linear.lr", "finetune.lr"])
     ds = eval_dataset_config(cfg)
     if cfg.eval.protocols and not cfg.eval.splits:
-        raise UserError("eval.splits is empty; valid choices: 1, 2, 3")
+        raise UserError(f"eval.splits is empty; valid choices: {', '.join(map(str, OFFICIAL_SPLITS))}")
     for s in cfg.eval.splits:
         check_split(s, ds.format)
     if ds is not cfg.dataset:

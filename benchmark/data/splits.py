@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, unknown_choice
 
 SUBSETS = ("train", "test", "all")
+OFFICIAL_SPLITS = (1, 2, 3)  # UCF-101's and HMDB-51's three train/test splits
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ def _require(path: Path, what: str) -> Path:
 def check_split(split: int, fmt: str = "ucf101") -> None:
     """UCF-101 and HMDB-51 have three official splits; Kinetics has one train/val split, whose
     number is not read."""
-    if fmt != "kinetics" and split not in (1, 2, 3):
-        raise UserError(f"unknown split '{split}'; valid choices: 1, 2, 3")
+    if fmt != "kinetics" and split not in OFFICIAL_SPLITS:
+        raise unknown_choice("split", split, OFFICIAL_SPLITS)
 
 
 def ucf101_class_index(splits_dir: Path) -> List[str]:
