@@ -172,9 +172,14 @@ def test_perf_suite_writes_wellformed_report(tmp_path, tiny_dataset):
     assert all(r["clips_per_s"] > 0 for r in report["rows"] if "clips_per_s" in r)
     assert all(0 < r["fraction_of_peak"] for r in report["rows"] if r["section"] == "efficiency")
     efficiency = {(r["what"], r["precision"]): r for r in report["rows"] if r["section"] == "efficiency" and "fraction_of_peak" in r}
-    steps = [(w, p) for w, p in efficiency if not w.endswith("convolutions alone, forward and backward")]
+    steps = [(w, p) for w, p in efficiency if ": its convolutions" not in w]
     assert len(steps) == 2 and all(efficiency[(f"{w}: its convolutions alone, forward and backward", p)]["share_of_step"] > 0
                                    for w, p in steps)
+    for w, p in steps:  # the batch norms' traffic lowers the convolutions' ceiling
+        floor = efficiency[(f"{w}: its convolutions and its batch norms' least memory traffic", p)]
+        alone = efficiency[(f"{w}: its convolutions alone, forward and backward", p)]
+        assert floor["copy_gb_s"] > 0 and floor["batch_norm_traffic_gb"] > 0
+        assert floor["fraction_of_peak"] < alone["fraction_of_peak"]
     levers = [r for r in report["rows"] if r["what"].startswith("ours vdim, channels_last_3d")]
     plain = {r["precision"]: r["clips_per_s"] for r in report["rows"] if r["what"] == "ours vdim"}
     assert {r["precision"] for r in levers} == {"fp32", "bf16"}

@@ -1,8 +1,10 @@
-"""The perf suite's parts that are not timings: what the efficiency section's convolution ceiling runs."""
+"""The perf suite's parts that are not timings: what the efficiency section's ceilings run and count."""
+import pytest
 import torch
 from torch import nn
 
-from benchmark.perf.efficiency import convolution_calls, convolutions_step
+from benchmark.perf.efficiency import (batch_norm_map_bytes, batch_norm_traffic, ceiling_rows, convolution_calls,
+                                       convolutions_step)
 from benchmark.trainer import apply_speed_levers, in_layout
 from encoders import build_encoder
 from encoders.channels_last_ops import is_channels_last_3d
@@ -39,3 +41,26 @@ def test_convolutions_step_runs_every_convolution_backward_and_leaves_no_gradien
     convolutions_step(enc, x, torch.device("cpu"), "fp32")()
     assert len(seen) == sum(isinstance(m, nn.Conv3d) for m in enc.modules())
     assert all(p.grad is None for p in enc.parameters())  # the encoder's own step is untouched
+
+
+@pytest.mark.parametrize("precision,value_bytes", [("fp32", 4), ("bf16", 2)])
+def test_batch_norm_map_bytes_are_the_normalised_maps(precision, value_bytes):
+    net = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.Conv3d(4, 6, 3), nn.BatchNorm3d(6), nn.ReLU())
+    # maps 2 x 4 x 5 x 6 x 6 and, after the unpadded 3x3x3, 2 x 6 x 3 x 4 x 4
+    assert batch_norm_map_bytes(net, torch.randn(2, 3, 5, 6, 6), precision) == [1440 * value_bytes, 576 * value_bytes]
+
+
+def test_ceiling_rows_add_the_batch_norms_traffic_to_the_convolutions_time():
+    # convolutions: batch 2 at 4 clips/s, 0.5 s; the batch norms' traffic 8 GB in 0.5 s; so 2 clips/s
+    rates = {"step": 1.0, "convolutions": 4.0, "peak": 1e12}
+    alone, with_traffic = ceiling_rows("enc", "bf16", rates, 2, 10.0, (8e9, 0.5))
+    assert alone["clips_per_s"] == 4.0 and alone["share_of_step"] == 0.25
+    assert with_traffic["clips_per_s"] == pytest.approx(2.0) and with_traffic["batch_norm_traffic_gb"] == 8.0
+    assert with_traffic["fraction_of_peak"] == pytest.approx(10e9 * 3 * 2.0 / 1e12)
+    assert with_traffic["copy_gb_s"] == 16.0
+    assert ceiling_rows("enc", "bf16", rates, 2, 10.0, None) == [alone]  # no batch norms: one ceiling
+
+
+def test_batch_norm_traffic_is_eight_passes_over_each_map():
+    nbytes, seconds = batch_norm_traffic([1 << 20, 1 << 20, 1 << 22], torch.device("cpu"), 1)
+    assert nbytes == 8 * (6 << 20) and 0 < seconds

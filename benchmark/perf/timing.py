@@ -35,6 +35,21 @@ def matmul_step(device, dtype, n: int | None = None):
     return step, 2 * n ** 3
 
 
+def copy_bandwidth(device, nbytes: int, repeats: int) -> float:
+    """Bytes/s of a copy of ``nbytes`` bytes (read once, written once), timed alone, warm: the best
+    bandwidth a pass over a map of that size reaches here, the generous price of memory traffic for
+    a ceiling. (In turns right after a Table 1 training step on this CPU one copy of its largest
+    batch-2 map, 34 MB, ran at 25 GB/s, sixteen back to back at 47, and alone at 53.)"""
+    src = torch.ones(nbytes, device=device, dtype=torch.uint8)
+    dst = torch.empty_like(src)
+
+    def step():
+        dst.copy_(src)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return 2 * nbytes / timed(step, max(repeats, 9), warmup=5)
+
+
 def step_fn(model_fn, params, device, precision: str, threads: int | None = None):
     """One training step as a callable: forward under the precision's autocast, backward, SGD
     step (and a CUDA sync, so the time is the step's). ``threads``: torch threads during it."""
