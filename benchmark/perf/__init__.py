@@ -4,7 +4,8 @@ Sections (``sections=[...]``): ``data`` (clips/s of decode + views + augmentatio
 vs PyTorchVideo's ``Ucf101`` with stock transforms on the same files), ``train`` (clips/s
 of forward + backward + step per method, fp32 and bf16, vs PyTorchVideo's reference
 ``SimCLR`` and ``BYOL`` on the same backbone, all steps timed in turns so that each meets the
-same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured matmul peak),
+same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured matmul peak,
+beside two ceilings: the convolutions alone, and with the batch norms' least memory traffic),
 ``eval`` (linear probe on cached features vs recomputing them every epoch), ``scaling`` (time
 of the VDIM loss as batch and locations grow). "Ours" is the step as the trainer runs it
 (``trainer.channels_last``, ``trainer.compile``); the references run as PyTorchVideo does.
