@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.perf.timing import against_target, rates_in_turns
+from benchmark.perf.timing import against_target, rates_in_turns, synchronize
 
 TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one
 
@@ -49,7 +49,6 @@ def section_data(cfg, rows, device):
     streams = ("vdim", "rho_simclr")
     samplers = {(m, on): pretrain_sampler(cfg, m, on) for m in streams for on in AUGMENT_ON}
     finish = {m: batch_augment(perf_method_config(cfg, m), cfg.encoder, "device") for m in streams}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ref = "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"
 
     def ours(mname, w, n_batches, on="workers"):  # two views or clips per sample
@@ -61,7 +60,7 @@ def section_data(cfg, rows, device):
                     continue
                 for k, v in enumerate(batch["views"]):  # as the trainer does: to the device, then colour, grey, blur, normalise
                     finish[mname](v.to(device, non_blocking=True), step_generator(0, batch["step"], 0, k))
-            sync()
+            synchronize(device)
         return run
 
     def reference(w, n_batches):  # one clip per sample: twice the batches for the same number of clips
@@ -189,7 +188,6 @@ def device_augment_lever(cfg, records, device, n_videos: int = 16) -> dict:
     batches = [[r.path for r in records[i:i + cfg.batch_size]] for i in range(0, n_videos, cfg.batch_size)]
     mcfg = perf_method_config(cfg, "rho_simclr")
     finish = batch_augment(mcfg, cfg.encoder, "device")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def views_of(augment_on: str):
         index_fn, view_fn = pretrain_sampler(cfg, "rho_simclr", augment_on)
@@ -200,7 +198,7 @@ def device_augment_lever(cfg, records, device, n_videos: int = 16) -> dict:
                 views = [torch.stack(v).to(device) for v in zip(*[load_views(p, index_fn, view_fn, rng) for p in paths])]
                 if augment_on == "device":
                     views = [finish(v, step_generator(0, step, 0, k)) for k, v in enumerate(views)]
-            sync()
+            synchronize(device)
         return run
 
     clips = 2 * sum(map(len, batches))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from benchmark.perf.allocator_lever import allocator_lever_rows
-from benchmark.perf.timing import against_target, copy_bandwidth, matmul_step, rates_in_turns, step_fn
+from benchmark.perf.timing import against_target, copy_bandwidth, matmul_step, rates_in_turns, step_fn, synchronize
 
 TARGET_PEAK_FRACTION = 0.40  # issue "Performance": VDIM encoder step at 32x128x128, bf16
 # The fewest passes over its map a training batch norm that runs as its own kernel can make: forward,
@@ -84,8 +84,7 @@ def convolutions_step(enc, x, device, precision: str):
             with autocast_for(device, precision):
                 out = conv(inp)
             torch.autograd.grad(out, wrt, grad)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
     return step
 
 

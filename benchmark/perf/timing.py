@@ -13,6 +13,13 @@ def against_target(ratio: float, target: float) -> dict:
     return {"ratio": ratio, "target": target, "met": ratio >= target, "missed_by": max(0.0, target - ratio)}
 
 
+def synchronize(device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timed call's
+    time is its work's; nothing to wait for on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int, warmup: int = 2) -> float:
     """Median seconds of ``repeats`` calls after ``warmup`` untimed ones (the first calls of a
     shape build oneDNN primitives and grow the allocator; the median ignores a stray slow call):
@@ -30,8 +37,7 @@ def matmul_step(device, dtype, n: int | None = None):
 
     def step():
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
     return step, 2 * n ** 3
 
 
@@ -45,8 +51,7 @@ def copy_bandwidth(device, nbytes: int, repeats: int) -> float:
 
     def step():
         dst.copy_(src)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
     return 2 * nbytes / timed(step, max(repeats, 9), warmup=5)
 
 
@@ -66,8 +71,7 @@ def step_fn(model_fn, params, device, precision: str, threads: int | None = None
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
         finally:
             torch.set_num_threads(before)
     return step
