@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "data": ("benchmark.data.cli", "write a dataset to disk: `data synthetic --out DIR`"),
     "perf": ("benchmark.perf", "performance suite: data pipeline, train step, efficiency, eval, scaling"),
 }
+INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "--shell-completion", "-sc"}
+HYDRA_CONFIGS = {"run": "run", "info": "info", "perf": "perf"}  # subcommand -> its root config
 CONFIG_GROUPS = ("method", "encoder", "dataset", "eval", "trainer", "launcher", "experiment")
 
 
@@ -47,6 +49,23 @@ def check_group_choices(args: list[str]) -> str | None:
     return None
 
 
+def check_before_work(sub: str, args: list[str]) -> str | None:
+    """Every override names a key of the config, and a run's ``results_dir`` can be written,
+    before Hydra makes a run folder or any work starts; the problem in one line, else None."""
+    from benchmark.cli_common import CONFIG_DIR, debug_enabled
+    from benchmark.errors import UserError
+    from benchmark.overrides import check_overrides, check_writable_folder
+    try:
+        for cfg in check_overrides(HYDRA_CONFIGS[sub], CONFIG_DIR, args):
+            if sub == "run":
+                check_writable_folder(cfg.results_dir, "results_dir")
+    except UserError as e:
+        if debug_enabled():
+            raise
+        return str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in argv:
@@ -63,6 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
+    if sub in HYDRA_CONFIGS and not set(rest) & INFO_FLAGS:
+        problem = check_before_work(sub, rest)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
     module = importlib.import_module(SUBCOMMANDS[sub][0])
     sys.argv = [f"benchmark {sub}"] + rest
     module.main()

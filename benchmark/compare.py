@@ -59,6 +59,8 @@ def setting_of(result: Dict) -> str:
 def load_runs(results_dir: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(results_dir).glob("**/result.json")):
+        if (path.parent / "FAILED").exists():  # benchmark.run.FAILED_MARKER: a run that did not finish
+            continue
         try:
             r = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:

@@ -100,6 +100,16 @@ def restrict_supervised_splits(cfg) -> None:
         cfg.eval.splits = [cfg.dataset.split]
 
 
+def check_method_batch(name: str, batch_size: int) -> None:
+    """A pretraining batch holds at least the clips the method needs (its ``min_batch_size``)."""
+    from benchmark.errors import UserError
+    from methods import METHODS
+    method = METHODS.get(name)
+    if method is not None and method.trains and batch_size < method.min_batch_size:
+        raise UserError(f"bad trainer.batch_size {batch_size}: method {name} needs >= {method.min_batch_size} clips "
+                        "per batch (batch norm's training statistics; another video as a negative)")
+
+
 def run(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("allocator: %s", use_allocator(cfg.trainer.allocator))
@@ -113,10 +123,11 @@ def run(cfg) -> dict:
     seed_everything(cfg.seed + dist_info.rank)
     from evaluation import check_eval_dataset
     from benchmark.data.pipeline import eval_sampler, train_sampler
-    check_eval_dataset(cfg)  # bad settings fail here, before any data is written or read
-    check_trainer_numbers(cfg.trainer)
+    check_trainer_numbers(cfg.trainer)  # bad settings fail here, before any data is written or read
+    check_method_batch(cfg.method.name, cfg.trainer.batch_size)
     train_sampler(cfg.method, cfg.encoder, cfg.trainer.augment_on)
     eval_sampler(cfg.encoder, cfg.eval.clips_per_video, cfg.eval.spatial_crops, cfg.eval.frame_stride)
+    check_eval_dataset(cfg)  # last: it reads every split's lists (writing the synthetic set on first use)
     skipped_log = str(run_dir / "skipped_videos.txt")
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     pre_split = cfg.dataset.split
@@ -159,14 +170,44 @@ def run(cfg) -> dict:
     }
     atomic_write_json(run_dir / "result.json", result)
     print_summary(result)
+    print(f"result: {run_dir / 'result.json'}")
     metrics.close()
     return result
+
+
+FAILED_MARKER = "FAILED"  # a run folder holding it failed; its first line is the error
+
+
+def record_failure(run_dir: Path, error: BaseException) -> None:
+    """Write the error at the end of ``run.log`` (with its traceback, unless it is bad input) and
+    mark the folder with ``FAILED``: ``compare`` never lists it, and ``trainer.resume=auto`` still
+    continues from its checkpoints."""
+    import traceback
+    from benchmark.errors import UserError
+    line = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    detail = "" if isinstance(error, UserError) else "".join(traceback.format_exception(error))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "run.log", "a") as f:
+            f.write(f"[{dt.datetime.now().isoformat(sep=' ', timespec='seconds')}] run failed: {line}\n{detail}")
+        (run_dir / FAILED_MARKER).write_text(line + "\n")
+    except OSError:
+        pass  # the folder itself is the problem: nothing to mark
+
+
+def run_recording_failure(cfg) -> dict:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        return run(cfg)
+    except (Exception, KeyboardInterrupt) as e:
+        record_failure(run_dir, e)
+        raise
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="run", version_base="1.3")
 @user_errors_exit
 def main(cfg) -> None:
-    run(cfg)
+    run_recording_failure(cfg)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ def check_eval_dataset(cfg) -> None:
         raise UserError(f"eval.splits is empty; valid choices: {', '.join(map(str, OFFICIAL_SPLITS))}")
     for s in cfg.eval.splits:
         check_split(s, ds.format)
-    if ds is not cfg.dataset:
+    if cfg.eval.protocols:  # every split's lists are read now, not after pretraining
         for s in cfg.eval.splits:
+            records_for(ds, s, "train")
             records_for(ds, s, "test")
 
 

@@ -81,6 +81,10 @@ class Method(nn.Module):
     """Base of every method: owns the encoder, the momentum targets and the step hook."""
 
     momentum_base: float = 0.0
+    trains: bool = True  # False: no pretraining step (``random``)
+    # the fewest clips a pretraining batch may hold: batch norm's statistics in training need two
+    # samples per channel, and a contrastive loss needs another video as a negative
+    min_batch_size: int = 2
 
     def __init__(self, encoder: nn.Module, cfg):
         super().__init__()

@@ -50,9 +50,45 @@ def one_line_error(p):
     (["run", "trainer.lr=0"], "bad trainer.lr 0.0: must be > 0"),
     (["run", "eval.splits=[4]"], "unknown split '4'; valid choices: 1, 2, 3"),
     (["run", "eval.clips_per_video=0"], "bad eval.clips_per_video 0: must be >= 1"),
+    (["run", "trainer.stpes=3"], "unknown key trainer.stpes; did you mean trainer.steps?"),
+    (["run", "+trainer.stpes=3"], "unknown key trainer.stpes; did you mean trainer.steps?"),
+    (["run", "method=rho_moco", "method.queue_sze=3"], "unknown key method.queue_sze; did you mean method.queue_size?"),
+    (["run", "-m", "method=vdim,rho_moco", "method.queue_size=3"], "unknown key method.queue_size; valid keys under method"),
+    (["info", "encoder.sise=3"], "unknown key encoder.sise; did you mean encoder.size?"),
+    (["perf", "secions=[data]"], "unknown key secions; did you mean sections?"),
+    (["run", "results_dir=/proc/vdim-bench-runs"], "bad results_dir /proc/vdim-bench-runs: cannot write there"),
+    (["run", "trainer.batch_size=1"], "bad trainer.batch_size 1: method vdim needs >= 2 clips per batch"),
 ])
 def test_bad_input_messages(args, expect, tmp_path):
     assert expect in one_line_error(cli(args, tmp_path))
+
+
+def test_results_dir_under_a_file_is_refused_before_any_folder_is_made(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    line = one_line_error(cli(["run", f"results_dir={tmp_path / 'a_file' / 'runs'}"], tmp_path))
+    assert line == f"error: bad results_dir {tmp_path / 'a_file' / 'runs'}: {tmp_path / 'a_file'} is a file, not a folder"
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_key_makes_no_run_folder(tmp_path):
+    one_line_error(cli(["run", "trainer.stpes=3", f"results_dir={tmp_path / 'runs'}"], tmp_path))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_split_list_of_a_later_split_is_found_before_pretraining(tmp_path, tiny_dataset):
+    """``testlist02.txt`` missing: the run stops before its first step (no checkpoint, no pretraining
+    log line), names the file, records the error in run.log and marks its folder FAILED."""
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    (root / "ucfTrainTestlist" / "testlist02.txt").unlink()
+    runs = tmp_path / "runs"
+    p = cli(["run", f"dataset.root={root}", f"results_dir={runs}", "trainer.steps=50", *BASE,
+             "eval.protocols=[knn]", "eval.splits=[1,2]"], tmp_path)
+    assert "testlist02.txt" in one_line_error(p)
+    (folder,) = runs.iterdir()
+    assert not (folder / "checkpoints").exists()
+    assert (folder / "FAILED").read_text().startswith("UserError: ") and "testlist02.txt" in (folder / "run.log").read_text()
 
 
 def test_missing_split_file_and_bad_clip_length(tmp_path):
@@ -126,6 +162,11 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
                  "eval.clips_per_video=2"], tmp_path)
         assert p.returncode == 0, p.stderr[-2000:]
         assert "top-1 mean" in p.stdout
+        written = Path(p.stdout.strip().splitlines()[-1].removeprefix("result: "))
+        assert written.name == "result.json" and written.parent.parent == runs
+        umask = os.umask(0)
+        os.umask(umask)
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask  # as any other file the run writes
     results = [json.loads(r.read_text()) for r in runs.glob("*/result.json")]
     assert {r["method"] for r in results} == {"vdim", "random"}
     for r in results:
