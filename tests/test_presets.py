@@ -159,4 +159,6 @@ def test_eval_split_numbers_are_checked_before_pretraining_except_kinetics_singl
     with pytest.raises(UserError, match="^eval.splits is empty"):
         check_eval_dataset(compose_run(["eval.splits=[]"]))
     check_eval_dataset(compose_run(["eval.splits=[]", "eval.protocols=[]"]))  # pretraining only
-    check_eval_dataset(compose_run(["dataset=kinetics400", "dataset.root=/data/k400", "eval.splits=[1]"]))
+    # Kinetics' single split passes the number check; its lists are read next, before pretraining
+    with pytest.raises(UserError, match="^dataset root not found: /data/k400$"):
+        check_eval_dataset(compose_run(["dataset=kinetics400", "dataset.root=/data/k400", "eval.splits=[1]"]))
