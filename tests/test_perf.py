@@ -17,6 +17,18 @@ def tiny_encoder():
     return enc, in_layout([torch.randn(2, 3, 16, 64, 64)], True)[0]
 
 
+def inputs_met_in_a_bf16_forward(enc, x):
+    """``(shape, dtype, strides)`` of every convolution's input in one bf16 forward of the step itself."""
+    met = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: met.append((args[0].shape, args[0].dtype, args[0].stride())))
+             for m in enc.modules() if isinstance(m, nn.Conv3d)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        enc(x)
+    for h in hooks:
+        h.remove()
+    return met
+
+
 def test_convolution_calls_are_the_steps_calls_in_its_layout():
     enc, x = tiny_encoder()
     convs = [m for m in enc.modules() if isinstance(m, nn.Conv3d)]
@@ -24,9 +36,14 @@ def test_convolution_calls_are_the_steps_calls_in_its_layout():
     assert len(calls) == len(convs) and {id(c[0]) for c in calls} == {id(m) for m in convs}  # each called once
     first, *rest = calls
     assert first[1].shape == x.shape and first[1].dtype == torch.float32 and not first[3]  # the clip needs no gradient
+    assert is_channels_last_3d(first[1])  # the trainer's layout (in_layout)
     assert all(needs_grad for *_, needs_grad in rest)
+    # Every later input is in the layout the step's own forward hands that convolution: which layout a
+    # convolution returns for a channels-last input depends on the CPU's oneDNN kernels, so it is read
+    # off a forward here rather than assumed.
+    met = inputs_met_in_a_bf16_forward(enc, x)
+    assert [(inp.shape, inp.dtype, inp.stride()) for _, inp, _, _ in calls] == met
     for conv, inp, grad, _ in calls:
-        assert is_channels_last_3d(inp) or inp.shape[2:].numel() == 1  # the trainer's layout (1x1x1 maps are both)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = conv(inp)
         assert grad.shape == out.shape and grad.dtype == out.dtype == torch.bfloat16 and grad.stride() == out.stride()
