@@ -82,6 +82,19 @@ def data_version(ds):
     return FORMAT_VERSION
 
 
+def log_evaluation(metrics: MetricsLog, evals: list, step: int) -> None:
+    """Every protocol's per-split top-1 (and R@k), mean and std into ``metrics.csv`` and TensorBoard
+    beside the pretraining scalars, as phase ``eval`` at the last pretraining step, keyed
+    ``<protocol>/<dataset>/split<k>`` and ``<protocol>/<dataset>/mean|std``."""
+    for e in evals:
+        prefix = f"{e['protocol']}/{e['dataset']}"
+        values = {f"{prefix}/split{k}": v for k, v in e["splits"].items() if v is not None}
+        values.update({f"{prefix}/{k}": e[k] for k in ("mean", "std") if e[k] is not None})
+        for recall in (k for k in e if k.startswith("R@")):
+            values.update({f"{prefix}/{recall}/split{k}": v for k, v in e[recall]["splits"].items() if v is not None})
+        metrics.log(step, values, prefix="eval")
+
+
 def pretrain_subset(cfg) -> str:
     """Which videos of the pretraining split are read: ``dataset.pretrain_subset`` for
     self-supervised methods; the train list only when labels are used (``supervised``)."""
@@ -112,7 +125,8 @@ def check_method_batch(name: str, batch_size: int) -> None:
 
 def run(cfg) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    log.info("allocator: %s", use_allocator(cfg.trainer.allocator))
+    allocator = use_allocator(cfg.trainer.allocator)  # recorded in result.json, not printed
+    log.debug("allocator: %s", allocator)
     export_launcher_env()
     device = resolve_device(cfg.trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
     check_sync_bn(cfg.trainer.sync_bn, device)
@@ -163,12 +177,13 @@ def run(cfg) -> dict:
                      "world_size": dist_info.world_size, "clips_seen": pre.clips_seen if pre else 0,
                      "seconds": round(pre.seconds, 1) if pre else 0.0,
                      "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
-                     "device": str(device), "data_version": data_version(cfg.dataset)},
+                     "device": str(device), "allocator": allocator, "data_version": data_version(cfg.dataset)},
         "evals": evals,
         "skipped_videos": count_skipped(skipped_log),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     atomic_write_json(run_dir / "result.json", result)
+    log_evaluation(metrics, evals, result["pretrain"]["steps"])
     print_summary(result)
     print(f"result: {run_dir / 'result.json'}")
     metrics.close()

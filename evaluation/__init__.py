@@ -64,6 +64,15 @@ def check_eval_dataset(cfg) -> None:
             records_for(ds, s, "test")
 
 
+def split_line(per_protocol: Dict[str, Dict[str, float]]) -> str:
+    """``linear 43.1 | knn 27.8 (R@1 27.8, R@5 61.1)``: one split's top-1 per protocol, one decimal."""
+    parts = []
+    for proto, values in per_protocol.items():
+        recalls = ", ".join(f"{k} {v:.1f}" for k, v in values.items() if k.startswith("R@"))
+        parts.append(f"{proto} {values['top1']:.1f}" + (f" ({recalls})" if recalls else ""))
+    return " | ".join(parts)
+
+
 def evaluate(cfg, encoder, device, precision_ctx, run_dir: Path, skipped_log: str, progress: bool = True) -> List[Dict]:
     ev = cfg.eval
     check_eval_dataset(cfg)
@@ -99,7 +108,7 @@ def evaluate(cfg, encoder, device, precision_ctx, run_dir: Path, skipped_log: st
                 r = knn_retrieval(f[tri].mean(1), y[tri], f[tei].mean(1), y[tei], list(ev.knn.recall_at), ev.knn.k,
                                   len(classes))
                 results.setdefault("knn", {})[s] = r
-            log.info("split %d: %s", s, {p: results[p][s] for p in results})
+            log.info("split %d: %s", s, split_line({p: results[p][s] for p in results}))
     if "finetune" in ev.protocols:
         for s, (tr, (te, _)) in splits.items():
             acc = finetune_split(encoder, ev.finetune, cfg.method.augment, tr, te, len(classes), cfg.encoder.frames,
