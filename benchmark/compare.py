@@ -1,12 +1,18 @@
 """``python -m benchmark compare``: every run's result.json side by side with the papers' tables.
 
-Paper rows (``results/paper/*.csv``) are matched to runs with the same method key,
-pretraining data, evaluation data and protocol. Several seeds of one setting are
-aggregated (mean over seeds of the split means; std over all split values). Table 2's
-"avg ablate" rows are computed from a ``vdim_ablation`` sweep the way the paper computes
-them: the mean over the ablation runs that share colour jitter (and, for the second
-row, downsampling and temporal difference). Runs on data no paper reports (the
-synthetic set) get a table of their own, beside ``random`` and ``supervised``.
+Runs that differ only in ``seed`` are one setting: n, the mean over the seeds of each run's
+split mean, the standard deviation over those seeds' means and its 95% Student's t interval
+(:func:`seed_statistics`); the spread over splits is a column of its own (``split_std``).
+A setting is matched to the paper rows (``results/paper/*.csv``) with the same method key,
+pretraining data, evaluation data and protocol, and ``delta`` is its mean minus the paper's
+value. Table 2's "avg ablate" rows are computed from a ``vdim_ablation`` sweep the way the
+paper computes them: the mean over the ablation runs that share colour jitter (and, for the
+second row, downsampling and temporal difference).
+
+Output: one tidy table (:func:`tidy_table`): measured settings first, grouped by method and
+protocol, then the paper rows no run reproduces. ``--format csv|json`` writes it as it is,
+numbers as numbers; markdown and LaTeX show the measured table, then each paper table with
+its measured cells.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -81,24 +88,76 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def aggregate(runs: pd.DataFrame, keys=("method", "encoder", "pretrain_data", "eval_data", "protocol", "setting")) -> pd.DataFrame:
-    """One row per setting (runs that differ only in the seed): mean over seeds, std over
-    every split value, per-split means."""
+# Student's t quantile t_{0.975, df} for df = 1..30 (any statistics table); above 30 the
+# Cornish-Fisher expansion around the normal quantile is within 1e-4 of it.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+Z975 = 1.959964
+
+
+def t_quantile_975(df: int) -> float:
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z975
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def seed_statistics(means: List[float]) -> Dict[str, float]:
+    """n, mean, sample standard deviation and the 95% Student's t interval of the mean over the
+    seeds' split means (the std and interval are NaN for a single seed: one run says nothing of
+    the spread)."""
+    n = len(means)
+    mean = sum(means) / n
+    if n < 2:
+        return {"n": n, "mean": mean, "std": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    std = math.sqrt(sum((m - mean) ** 2 for m in means) / (n - 1))
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+SETTING_KEYS = ("method", "encoder", "pretrain_data", "eval_data", "protocol", "setting")
+
+
+def aggregate(runs: pd.DataFrame, keys=SETTING_KEYS) -> pd.DataFrame:
+    """One row per setting (runs that differ only in the seed): :func:`seed_statistics` over the
+    runs' split means; ``split_std``, the population std over a run's splits averaged over its
+    runs (how much the splits disagree, apart from the seeds); ``split_<k>``, each split's mean
+    over the runs; and the runs' seeds, ids and per-split values."""
     out = []
-    for key, g in runs.groupby(list(keys), dropna=False):
-        values = [v for s in g["splits"] for v in s.values() if v is not None]
+    for key, g in runs.groupby(list(keys), dropna=False, sort=False):
         per_split: Dict[str, List[float]] = {}
-        for s in g["splits"]:
-            for k, v in s.items():
+        split_stds = []
+        for splits in g["splits"]:
+            values = [v for v in splits.values() if v is not None]
+            mean = sum(values) / len(values)
+            split_stds.append(math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)))
+            for k, v in splits.items():
                 if v is not None:
                     per_split.setdefault(k, []).append(v)
-        mean = float(g["mean"].mean())
-        std = math.sqrt(sum((v - sum(values) / len(values)) ** 2 for v in values) / len(values)) if values else float("nan")
-        out.append({**dict(zip(keys, key)), "measured": mean, "std": std, "seeds": g["seed"].nunique(),
-                    "per_split": " / ".join(f"{sum(v) / len(v):.1f}" for _, v in sorted(per_split.items())),
-                    "params_m": g["params_m"].iloc[0], "steps": int(g["steps"].iloc[0]),
-                    "resolution": g["resolution"].iloc[0], "test_protocol": g["test_protocol"].iloc[0]})
-    return pd.DataFrame(out)
+        out.append({**dict(zip(keys, key)), **seed_statistics([float(m) for m in g["mean"]]),
+                    "split_std": sum(split_stds) / len(split_stds),
+                    **{f"split_{k}": sum(v) / len(v) for k, v in sorted(per_split.items())},
+                    "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna().unique())),
+                    "steps": int(g["steps"].iloc[0]), "resolution": g["resolution"].iloc[0],
+                    "test_protocol": g["test_protocol"].iloc[0], "params_m": g["params_m"].iloc[0],
+                    "runs": [{"run_id": r, "seed": s, "mean": m, "splits": sp}
+                             for r, s, m, sp in zip(g["run_id"], g["seed"], g["mean"], g["splits"])]})
+    df = pd.DataFrame(out)
+    df["label"] = run_labels(df)
+    return df
+
+
+def run_labels(measured: pd.DataFrame) -> List[str]:
+    """``vdim (linear, 400 steps)``; the encoder, then the setting's hash, are added where that
+    still names two settings alike."""
+    labels = [f"{m} ({p}, {s} steps)" for m, p, s in zip(measured["method"], measured["protocol"], measured["steps"])]
+    for i, (label, enc) in enumerate(zip(list(labels), measured["encoder"])):
+        if labels.count(label) > 1:
+            labels[i] = f"{label[:-1]}, {enc})"
+    for i, (label, setting) in enumerate(zip(list(labels), measured["setting"])):
+        if labels.count(label) > 1:
+            labels[i] = f"{label[:-1]}, {setting[:6]})"
+    return labels
 
 
 def ablation_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -116,101 +175,148 @@ def ablation_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows) if rows else pd.DataFrame()
 
 
-def build_tables(runs: pd.DataFrame, paper: pd.DataFrame) -> Dict[str, pd.DataFrame]:
+MATCH = ("method", "pretrain_data", "eval_data", "protocol")
+PAPER_COLUMNS = ("paper", "table", "model", "paper_value", "source")
+MEASURED_COLUMNS = ("label", "method", "encoder", "pretrain_data", "eval_data", "protocol", "n", "mean", "std",
+                    "ci95_low", "ci95_high", "split_std")
+TAIL_COLUMNS = ("seeds", "steps", "resolution", "test_protocol", "params_m", "setting")
+
+
+def tidy_table(runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured setting and paper row it reproduces (a setting no paper row matches
+    gets one row without paper columns), measured rows first, grouped by method and protocol;
+    then every paper row no run reproduces, ``status`` ``not run`` (a method here could) or
+    ``reference only`` (no method of the harness is that model). Numbers are numbers:
+    ``mean``, ``std``, ``ci95_low|high``, ``split_std``, ``split_<k>``, ``paper_value`` and
+    ``delta`` (mean - paper value); ``paper_row``, the row's place in ``results/paper``; ``runs`` (JSON only) holds each seed's run id and splits."""
     runs_all = pd.concat([runs, ablation_rows(runs)], ignore_index=True) if not runs.empty else runs
     measured = aggregate(runs_all) if not runs_all.empty else pd.DataFrame()
-    tables: Dict[str, pd.DataFrame] = {}
-    matched = set()
-    for (p, t), rows in paper.groupby(["paper", "table"], sort=False):
-        out = []
-        for _, row in rows.iterrows():
-            hit = pd.DataFrame()
-            if row["method"] and not measured.empty:
-                hit = measured[(measured["method"] == row["method"]) & (measured["pretrain_data"] == row["pretrain_data"])
-                               & (measured["eval_data"] == row["eval_data"]) & (measured["protocol"] == row["protocol"])]
-            base = {"model": row["model"], "pretrain": row["pretrain_data"], "eval": row["eval_data"],
-                    "protocol": row["protocol"], "reported": row["value"],
-                    "params reported (M)": row["params_m"], "source": row["source"]}
-            if hit.empty:
-                out.append({**base, "measured": "reference only" if not row["method"] else "not run"})
-            for _, h in hit.iterrows():
-                matched.add((h["method"], h["pretrain_data"], h["eval_data"], h["protocol"]))
-                out.append({**base, "encoder": h["encoder"], "measured": f"{h['measured']:.1f} ± {h['std']:.1f}",
-                            "splits": h["per_split"], "diff": round(h["measured"] - row["value"], 1),
-                            "params measured (M)": h["params_m"], "seeds": h["seeds"],
-                            "test": f"{h['test_protocol']}, {h['steps']} steps, {h['resolution']}"})
-        tables[f"{p} {t}"] = pd.DataFrame(out)
+    paper = paper.rename(columns={"value": "paper_value"})
+    rows, reproduced = [], set()
     if not measured.empty:
-        rest = measured[[(m, a, b, c) not in matched for m, a, b, c in
-                         zip(measured["method"], measured["pretrain_data"], measured["eval_data"], measured["protocol"])]]
-        for data, g in rest.groupby("eval_data"):
-            g = g.sort_values(["protocol", "measured"], ascending=[True, False])
-            tables[f"measured on {data} (no paper reports this data)"] = pd.DataFrame({
-                "method": g["method"], "encoder": g["encoder"], "protocol": g["protocol"],
-                "measured": [f"{m:.1f} ± {s:.1f}" for m, s in zip(g["measured"], g["std"])],
-                "splits": g["per_split"], "seeds": g["seeds"], "params (M)": g["params_m"],
-                "test": [f"{a}, {b} steps, {c}" for a, b, c in zip(g["test_protocol"], g["steps"], g["resolution"])]})
+        measured = measured.sort_values(["method", "protocol", "eval_data", "mean"], ascending=[True, True, True, False],
+                                        kind="stable")
+        for _, m in measured.iterrows():
+            hits = paper[(paper["method"] != "") & np.logical_and.reduce([paper[k] == m[k] for k in MATCH])]
+            for i, h in (hits.iterrows() if len(hits) else [(None, None)]):
+                row = {"status": "measured", **m.to_dict()}
+                if h is not None:
+                    reproduced.add(i)
+                    row.update({k: h[k] for k in PAPER_COLUMNS}, paper_row=i, delta=m["mean"] - h["paper_value"])
+                rows.append(row)
+    for i, h in paper.iterrows():
+        if i not in reproduced:
+            rows.append({"status": "not run" if h["method"] else "reference only", "method": h["method"] or None,
+                         **{k: h[k] for k in ("pretrain_data", "eval_data", "protocol", *PAPER_COLUMNS)}, "paper_row": i})
+    df = pd.DataFrame(rows)
+    splits = sorted(c for c in df.columns if c.startswith("split_") and c != "split_std")
+    order = ["status", *MEASURED_COLUMNS, *splits, *PAPER_COLUMNS, "paper_row", "delta", *TAIL_COLUMNS, "runs"]
+    return df.reindex(columns=order)
+
+
+def one_decimal(v) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"
+
+
+def measured_cell(r) -> str:
+    """``49.5 ± 12.1 [19.4, 79.6]`` (mean ± std over seeds [95% interval]); one seed: the mean."""
+    if r["n"] != r["n"]:
+        return ""
+    if r["n"] < 2:
+        return f"{r['mean']:.1f}"
+    return f"{r['mean']:.1f} ± {r['std']:.1f} [{r['ci95_low']:.1f}, {r['ci95_high']:.1f}]"
+
+
+def readable_tables(tidy: pd.DataFrame) -> Dict[str, pd.DataFrame]:
+    """The tidy table for people: the measured settings first, then each paper table with its
+    measured cells filled in."""
+    tables = {}
+    measured = tidy[tidy["status"] == "measured"]
+    splits = [c for c in tidy.columns if c.startswith("split_") and c != "split_std"]
+    if not measured.empty:
+        tables["measured here"] = pd.DataFrame({
+            "method": measured["label"], "encoder": measured["encoder"],
+            "data": [f"{a} -> {b}" for a, b in zip(measured["pretrain_data"], measured["eval_data"])],
+            "n": measured["n"].astype(int), "top-1 mean ± std [95% CI]": [measured_cell(r) for _, r in measured.iterrows()],
+            "splits": [" / ".join(one_decimal(r[c]) for c in splits if r[c] == r[c]) for _, r in measured.iterrows()],
+            "split std": [one_decimal(v) for v in measured["split_std"]],
+            "paper": [f"{m} {v:.1f}" if isinstance(m, str) else "" for m, v in zip(measured["model"], measured["paper_value"])],
+            "delta": [one_decimal(v) for v in measured["delta"]], "test": measured["test_protocol"]})
+    in_paper_order = tidy[tidy["paper"].notna()].sort_values("paper_row", kind="stable")
+    for (p, t), g in in_paper_order.groupby(["paper", "table"], sort=False):
+        tables[f"{p} {t}"] = pd.DataFrame({
+            "model": g["model"], "pretrain": g["pretrain_data"], "eval": g["eval_data"], "protocol": g["protocol"],
+            "reported": g["paper_value"],
+            "measured": [measured_cell(r) if r["status"] == "measured" else r["status"] for _, r in g.iterrows()],
+            "source": g["source"]})
     return tables
 
 
-def render(tables: Dict[str, pd.DataFrame], fmt: str) -> str:
+def render(tidy: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps({k: v.to_dict(orient="records") for k, v in tables.items()}, indent=1, default=str)
+        records = tidy.astype(object).where(tidy.notna(), None).to_dict(orient="records")
+        return json.dumps(records, indent=1, default=str) + "\n"
+    if fmt == "csv":
+        return tidy.drop(columns=["runs"]).to_csv(index=False)
     parts = []
-    for name, df in tables.items():
-        if fmt == "csv":
-            parts.append(df.assign(table=name).to_csv(index=False))
-        elif fmt == "latex":
+    for name, df in readable_tables(tidy).items():
+        if fmt == "latex":
             parts.append(f"% {name}\n" + tabulate(df.fillna(""), headers="keys", tablefmt="latex", showindex=False))
         else:
             parts.append(f"### {name}\n\n" + tabulate(df.fillna(""), headers="keys", tablefmt="github", showindex=False))
     return "\n\n".join(parts) + "\n"
 
 
-def plot(tables: Dict[str, pd.DataFrame], path: Path) -> None:
+def plot(tidy: pd.DataFrame, path: Path) -> None:
+    """Measured means with their 95% intervals as error bars (none for a single seed), the paper's
+    value beside each where one is matched; one bar pair per measured row, labelled by
+    :func:`run_labels`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels, reported, measured = [], [], []
-    for name, df in tables.items():
-        for _, r in df.iterrows():
-            m = r.get("measured")
-            if isinstance(m, str) and "±" in m:
-                labels.append(f"{r.get('model', r.get('method'))} ({r.get('protocol')})"[:40])
-                reported.append(r.get("reported", float("nan")))
-                measured.append(float(m.split("±")[0]))
-    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.8), 4))
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], measured, 0.4, label="measured")
-    ax.bar([x + 0.2 for x in xs], [r if r == r else 0 for r in reported], 0.4, label="reported")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    m = tidy[tidy["status"] == "measured"]
+    labels = [f"{lab} vs {model}" if isinstance(model, str) else lab for lab, model in zip(m["label"], m["model"])]
+    means = m["mean"].to_numpy(dtype=float)
+    low, high = (means - m["ci95_low"].to_numpy(dtype=float)), (m["ci95_high"].to_numpy(dtype=float) - means)
+    err = np.nan_to_num(np.stack([low, high]))
+    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.9), 4.5))
+    xs = np.arange(len(labels))
+    ax.bar(xs - 0.2, means, 0.4, yerr=err, capsize=3, label="measured (95% CI over seeds)")
+    ax.bar(xs + 0.2, np.nan_to_num(m["paper_value"].to_numpy(dtype=float)), 0.4, label="paper")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("top-1 (%)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmark compare", description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results/runs", help="folder searched for result.json (default results/runs)")
-    ap.add_argument("--format", default="markdown", choices=FORMATS)
+    ap.add_argument("--format", choices=FORMATS,
+                    help="markdown (default), latex, or one tidy table with numeric columns: csv, json")
     ap.add_argument("--out", help="write the tables to this file instead of stdout")
-    ap.add_argument("--plot", help="write a bar chart of measured vs reported values (PNG)")
+    ap.add_argument("--plot", help="write a bar chart of measured (95%% CI) vs reported values (PNG); "
+                                   "the tables are then printed only if --format or --out asks for them")
     ap.add_argument("--paper-dir", default=str(PAPER_DIR), help=argparse.SUPPRESS)
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     if not Path(args.results).exists():
         print(f"error: results folder not found: {args.results}", file=sys.stderr)
         sys.exit(2)
-    tables = build_tables(load_runs(Path(args.results)), load_paper_rows(Path(args.paper_dir)))
-    text = render(tables, args.format)
-    if args.out:
-        from benchmark.checkpoint import atomic_write_bytes
-        atomic_write_bytes(Path(args.out), lambda f: f.write(text.encode()))
-    else:
-        print(text)
+    tidy = tidy_table(load_runs(Path(args.results)), load_paper_rows(Path(args.paper_dir)))
+    if args.out or args.format or not args.plot:
+        text = render(tidy, args.format or "markdown")
+        if args.out:
+            from benchmark.checkpoint import atomic_write_bytes
+            atomic_write_bytes(Path(args.out), lambda f: f.write(text.encode()))
+            print(f"tables: {args.out}", file=sys.stderr)
+        else:
+            print(text, end="")
     if args.plot:
-        plot(tables, Path(args.plot))
+        plot(tidy, Path(args.plot))
+        print(f"plot: {args.plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -174,15 +174,27 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
         assert set(ev["linear"]["splits"]) == {"1", "2", "3"}
         assert 0 <= ev["linear"]["mean"] <= 100 and ev["knn"]["R@1"]["mean"] is not None
         assert r["params_m"] > 0 and r["gflops_per_clip"] > 0
+        logged = {key: float(v) for phase, _, key, v in
+                  (line.split(",") for line in (runs / r["run_id"] / "metrics.csv").read_text().splitlines()[1:])
+                  if phase == "eval"}  # evaluation beside the pretraining scalars
+        assert logged["linear/synthetic/mean"] == pytest.approx(ev["linear"]["mean"])
+        assert logged["knn/synthetic/split3"] == pytest.approx(ev["knn"]["splits"]["3"])
+        assert logged["knn/synthetic/R@1/split1"] == pytest.approx(ev["knn"]["R@1"]["splits"]["1"])
     out = tmp_path / "cmp.md"
     p = cli(["compare", "--results", str(runs), "--out", str(out), "--plot", str(tmp_path / "cmp.png")], tmp_path)
     assert p.returncode == 0, p.stderr
+    assert f"tables: {out}" in p.stderr and f"plot: {tmp_path / 'cmp.png'}" in p.stderr
     text = out.read_text()
-    assert "VDIM Table 2" not in text or "reference only" in text
-    assert "measured on synthetic" in text and "vdim" in text and "random" in text
+    measured = text.split("### ")[1]
+    assert measured.startswith("measured here") and "vdim (linear, 4 steps)" in measured and "random (linear, 0 steps)" in measured
     assert (tmp_path / "cmp.png").stat().st_size > 1000
     j = cli(["compare", "--results", str(runs), "--format", "json"], tmp_path)
-    assert json.loads(j.stdout)
+    records = [r for r in json.loads(j.stdout) if r["status"] == "measured"]
+    assert {(r["method"], r["protocol"]) for r in records} == {(m, p) for m in ("vdim", "random") for p in ("linear", "knn")}
+    for r in records:  # the run's own numbers, read back as numbers
+        run = next(x for x in results if x["method"] == r["method"])
+        ev = next(e for e in run["evals"] if e["protocol"] == r["protocol"])
+        assert r["mean"] == pytest.approx(ev["mean"]) and r["n"] == 1 and r["split_1"] == pytest.approx(ev["splits"]["1"])
 
 
 @pytest.mark.slow

@@ -1,21 +1,28 @@
-"""`compare` on constructed result.json files: seeds of one setting aggregate, other settings
-stay apart, runs land on the paper row they reproduce, and Table 2's "avg ablate" rows are
+"""`compare` on constructed result.json files: seeds of one setting aggregate into n, mean, std and a
+95% interval, other settings stay apart, runs land on the paper row they reproduce, measured rows
+come first, CSV and JSON read back as one tidy numeric table, and Table 2's "avg ablate" rows are
 the mean over the ablation sweep's runs."""
+import io
 import json
+import math
+import statistics
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 
-from benchmark.compare import build_tables, load_paper_rows, load_runs
+from benchmark.compare import load_paper_rows, load_runs, render, t_quantile_975, tidy_table
 
 
 def _result(run_id, method="vdim", seed=0, lr=2e-4, pre="ucf101", data="ucf101", protocol="finetune",
-            splits=None, experiment=None, color="jitter", downsample=(1, 2), td=False):
+            splits=None, experiment=None, color="jitter", downsample=(1, 2), td=False, steps=50000):
     splits = splits or {"1": 70.0}
     vals = [v for v in splits.values() if v is not None]
     return {
         "run_id": run_id, "method": method, "encoder": "vdim", "params_m": 17.314, "gflops_per_clip": 12.7,
         "input": {"frames": 32, "size": 128}, "experiment": experiment,
-        "pretrain": {"dataset": pre, "steps": 50000},
+        "pretrain": {"dataset": pre, "steps": steps},
         "evals": [{"protocol": protocol, "dataset": data, "metric": "top1", "splits": splits,
                    "mean": sum(vals) / len(vals), "std": 0.0, "test_protocol": "10 clips x 1 crops"}],
         "config": {"seed": seed, "run_id": run_id, "trainer": {"lr": lr, "num_workers": seed},
@@ -29,38 +36,97 @@ def _write(tmp_path, results):
         d = tmp_path / r["run_id"]
         d.mkdir()
         (d / "result.json").write_text(json.dumps(r))
-    return build_tables(load_runs(tmp_path), load_paper_rows())
+    return tidy_table(load_runs(tmp_path), load_paper_rows())
 
 
-def test_seeds_aggregate_and_settings_stay_apart(tmp_path):
-    tables = _write(tmp_path, [
-        _result("a", seed=0, data="synthetic", pre="synthetic", protocol="linear", splits={"1": 30.0, "2": 40.0, "3": 50.0}),
-        _result("b", seed=1, data="synthetic", pre="synthetic", protocol="linear", splits={"1": 50.0, "2": 60.0, "3": 70.0}),
-        _result("c", seed=0, lr=1e-3, data="synthetic", pre="synthetic", protocol="linear", splits={"1": 10.0}),
+SYN = dict(data="synthetic", pre="synthetic", protocol="linear")
+
+
+def test_t_quantiles_match_the_tables():
+    # t_{0.975} from any statistics table: df 2, 4, 10, 30, 60, 120
+    for df, t in [(2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042), (60, 2.000), (120, 1.980)]:
+        assert t_quantile_975(df) == pytest.approx(t, abs=6e-4)
+
+
+def test_seeds_aggregate_with_an_interval_and_settings_stay_apart(tmp_path):
+    tidy = _write(tmp_path, [
+        _result("a", seed=0, splits={"1": 30.0, "2": 40.0, "3": 50.0}, **SYN),
+        _result("b", seed=1, splits={"1": 50.0, "2": 60.0, "3": 70.0}, **SYN),
+        _result("c", seed=2, splits={"1": 35.0, "2": 45.0, "3": 40.0}, **SYN),
+        _result("d", seed=0, lr=1e-3, splits={"1": 10.0}, **SYN),
     ])
-    table = tables["measured on synthetic (no paper reports this data)"]
-    assert len(table) == 2
-    two = table[table["seeds"] == 2].iloc[0]
-    assert two["measured"].startswith("50.0 ± ")  # mean of the seed means 40 and 60
-    assert float(two["measured"].split("± ")[1]) == pytest.approx(12.9, abs=0.05)  # std over the 6 split values
-    assert two["splits"] == "40.0 / 50.0 / 60.0"
-    assert table[table["seeds"] == 1].iloc[0]["measured"] == "10.0 ± 0.0"
+    measured = tidy[tidy["status"] == "measured"]
+    assert len(measured) == 2
+    three = measured[measured["n"] == 3].iloc[0]
+    seed_means = [40.0, 60.0, 40.0]
+    sd = statistics.stdev(seed_means)  # 11.547
+    assert three["mean"] == pytest.approx(statistics.mean(seed_means))
+    assert three["std"] == pytest.approx(sd)
+    assert three["ci95_low"] == pytest.approx(statistics.mean(seed_means) - 4.303 * sd / math.sqrt(3), abs=1e-2)
+    assert three["ci95_high"] == pytest.approx(statistics.mean(seed_means) + 4.303 * sd / math.sqrt(3), abs=1e-2)
+    # the splits' spread, apart from the seeds': population std of (30, 40, 50), (50, 60, 70), (35, 45, 40)
+    assert three["split_std"] == pytest.approx((8.165 + 8.165 + 4.082) / 3, abs=1e-3)
+    assert (three["split_1"], three["split_2"], three["split_3"]) == pytest.approx((115 / 3, 145 / 3, 160 / 3))
+    assert three["seeds"] == "0,1,2"
+    one = measured[measured["n"] == 1].iloc[0]
+    assert one["mean"] == 10.0 and math.isnan(one["std"]) and math.isnan(one["ci95_low"])
+
+
+def test_measured_rows_come_first_and_labels_tell_runs_apart(tmp_path):
+    tidy = _write(tmp_path, [_result("a", steps=400, **SYN), _result("b", steps=800, lr=1e-3, **SYN),
+                             _result("c", method="random", steps=0, **SYN)])
+    status = list(tidy["status"])
+    assert status[:3] == ["measured"] * 3 and "measured" not in status[3:]
+    assert {"not run", "reference only"} <= set(status[3:])
+    labels = list(tidy["label"][:3])
+    assert len(set(labels)) == 3 and "vdim (linear, 400 steps)" in labels and "vdim (linear, 800 steps)" in labels
 
 
 def test_run_lands_on_its_paper_row_with_the_difference(tmp_path):
-    tables = _write(tmp_path, [_result("a", splits={"1": 70.0})])
-    t2 = tables["vdim Table 2"]
-    row = t2[t2["model"] == "VDIM (ablation best)"].iloc[0]
-    assert row["reported"] == 74.1 and row["diff"] == pytest.approx(70.0 - 74.1)
-    assert t2[t2["model"] == "DPC"].iloc[0]["measured"] == "reference only"
+    tidy = _write(tmp_path, [_result("a", splits={"1": 70.0})])
+    row = tidy[(tidy["status"] == "measured") & (tidy["model"] == "VDIM (ablation best)")].iloc[0]
+    assert row["paper_value"] == 74.1 and row["delta"] == pytest.approx(70.0 - 74.1)
+    dpc = tidy[(tidy["model"] == "DPC") & (tidy["table"] == "Table 2")].iloc[0]
+    assert dpc["status"] == "reference only" and math.isnan(dpc["mean"])
+
+
+def test_csv_and_json_read_back_as_one_numeric_table(tmp_path):
+    tidy = _write(tmp_path, [_result("a", seed=0, splits={"1": 30.0, "2": 40.0, "3": 50.0}, **SYN),
+                             _result("b", seed=1, splits={"1": 50.0, "2": 60.0, "3": 70.0}, **SYN),
+                             _result("c", splits={"1": 70.0})])
+    back = pd.read_csv(io.StringIO(render(tidy, "csv")))
+    assert len(back) == len(tidy) and list(back.columns) == [c for c in tidy.columns if c != "runs"]
+    for col in ("mean", "std", "n", "ci95_low", "paper_value", "delta", "steps", "split_1"):
+        assert pd.api.types.is_numeric_dtype(back[col]), col
+    syn = back[(back["status"] == "measured") & (back["eval_data"] == "synthetic")].iloc[0]
+    assert syn["mean"] == pytest.approx(50.0) and syn["n"] == 2 and syn["std"] == pytest.approx(math.sqrt(200))
+    records = json.loads(render(tidy, "json"))
+    assert isinstance(records, list) and len(records) == len(tidy)
+    syn = next(r for r in records if r["status"] == "measured" and r["eval_data"] == "synthetic")
+    assert isinstance(syn["mean"], float) and syn["n"] == 2
+    assert sorted(r["seed"] for r in syn["runs"]) == [0, 1] and syn["runs"][0]["splits"]["1"] in (30.0, 50.0)
+    assert all(r["mean"] is None for r in records if r["status"] != "measured")  # null, not NaN
 
 
 def test_avg_ablate_rows_average_the_sweep(tmp_path):
     sweep = [_result(f"s{i}", experiment="vdim_ablation", lr=1e-4 * (i + 1), splits={"1": v}, color=c, downsample=d, td=td)
              for i, (v, c, d, td) in enumerate([(60.0, "jitter", (1, 1), False), (64.0, "jitter", (1, 2), True),
                                                (68.0, "jitter", (1, 3), True), (90.0, "lab_dropout", (1, 2), True)])]
-    t2 = _write(tmp_path, sweep)["vdim Table 2"]
-    jitter = t2[t2["model"] == "VDIM (avg ablate colour jitter)"].iloc[0]
-    assert jitter["measured"].startswith("64.0 ± ")  # (60 + 64 + 68) / 3: Lab-dropout runs excluded
-    down_diff = t2[t2["model"] == "VDIM (avg ablate colour jitter + down + diff)"].iloc[0]
-    assert down_diff["measured"].startswith("66.0 ± ")  # (64 + 68) / 2: downsampled and temporal difference
+    tidy = _write(tmp_path, sweep)
+    measured = tidy[tidy["status"] == "measured"]
+    jitter = measured[measured["model"] == "VDIM (avg ablate colour jitter)"].iloc[0]
+    assert jitter["mean"] == pytest.approx(64.0) and jitter["n"] == 3  # (60 + 64 + 68) / 3: Lab-dropout runs excluded
+    down_diff = measured[measured["model"] == "VDIM (avg ablate colour jitter + down + diff)"].iloc[0]
+    assert down_diff["mean"] == pytest.approx(66.0)  # (64 + 68) / 2: downsampled and temporal difference
+
+
+def test_plot_alone_writes_the_png_and_says_where(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _write(runs, [_result("a", seed=0, **SYN), _result("b", seed=1, splits={"1": 50.0}, **SYN)])
+    png = tmp_path / "cmp.png"
+    p = subprocess.run([sys.executable, "-m", "benchmark", "compare", "--results", str(runs), "--plot", str(png)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "" and f"plot: {png}" in p.stderr  # the tables are not printed again
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
