@@ -46,8 +46,9 @@ def method_key(result: Dict) -> str:
     return f"{name}@{rho}" if name.startswith("rho_") and rho and rho != 2 else name
 
 
-VOLATILE = {"": ("seed", "run_id", "results_dir"), "trainer": ("progress", "num_workers", "threads", "resume", "device",
-                                                                "log_every", "checkpoint_every"),
+VOLATILE = {"": ("seed", "run_id", "results_dir"),
+            "trainer": ("progress", "num_workers", "threads", "adaptive_threads", "resume", "device", "log_every",
+                        "checkpoint_every"),
             "eval": ("cache_dir", "feature_batch_size")}
 
 

@@ -164,6 +164,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 2
     threads: Optional[int] = None
+    adaptive_threads: bool = True  # CPU: use only the cores other processes leave free (benchmark/cpu_share.py)
     resume: str = "none"  # none | auto | <path to checkpoint>
     checkpoint_every: int = 50
     grad_clip: float = 0.0
@@ -264,7 +265,7 @@ class PerfConfig:
     repeats: int = 3
     workers: List[int] = field(default_factory=lambda: [0, 2])
     data_batches: int = 4
-    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling"])
+    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling", "sharing"])
     levers: List[str] = field(default_factory=lambda: ["channels_last", "compile", "one_thread", "allocator"])
     paper_resolution: bool = True
     paper_batch: int = 2
@@ -273,6 +274,7 @@ class PerfConfig:
     eval_epochs: int = 100
     scaling_batches: List[int] = field(default_factory=lambda: [8, 16, 32])
     scaling_locations: List[int] = field(default_factory=lambda: [27, 125, 343])
+    sharing_steps: int = 40
 
 
 def register_schemas() -> None:

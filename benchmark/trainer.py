@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from benchmark.cpu_share import CoreShare
 from benchmark.checkpoint import (find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from benchmark.data.datasets import PretrainStream
 from benchmark.data.batch_augment import step_generator
@@ -35,7 +36,7 @@ from benchmark.optim import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NOT_FINGERPRINTED = ("resume", "progress", "num_workers", "log_every", "checkpoint_every", "threads",
-                     "allocator")
+                     "adaptive_threads", "allocator")
 
 
 class TrainingDiverged(UserError):
@@ -204,6 +205,7 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
                                                              cfg.method.clips.rho)
     bar = tqdm(total=t.steps, initial=start, desc=f"pretrain {cfg.method.name}", disable=not (t.progress and dist_info.is_main),
                dynamic_ncols=True)
+    cores = CoreShare(t.adaptive_threads and device.type == "cpu", t.threads)
     began, last_loss, step = time.time(), None, start
     for batch in loader:
         step = batch["step"]
@@ -236,7 +238,8 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
         bar.update(1)
         bar.set_postfix(loss=f"{last_loss:.3f}", clips_s=f"{rate:.1f}")
         if done % t.log_every == 0 or done == t.steps:
-            metrics.log(done, {"loss": last_loss, "lr": sched.get_last_lr()[0], "clips_per_s": rate, **extra,
+            metrics.log(done, {"loss": last_loss, "lr": sched.get_last_lr()[0], "clips_per_s": rate,
+                               "threads": cores.update(), **extra,
                                **{k: float(v) for k, v in out.items() if k != "loss"}})
         if done % t.checkpoint_every == 0 or done == t.steps:
             save(done, last_loss)

@@ -7,7 +7,8 @@ of forward + backward + step per method, fp32 and bf16, vs PyTorchVideo's refere
 same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured matmul peak,
 beside two ceilings: the convolutions alone, and with the batch norms' least memory traffic),
 ``eval`` (linear probe on cached features vs recomputing them every epoch), ``scaling`` (time
-of the VDIM loss as batch and locations grow). "Ours" is the step as the trainer runs it
+of the VDIM loss as batch and locations grow), ``sharing`` (the default run's step alone and
+beside a second default run on the same CPU). "Ours" is the step as the trainer runs it
 (``trainer.channels_last``, ``trainer.compile``); the references run as PyTorchVideo does.
 Levers are rows beside what they change: decoding once per sample and colour jitter as one
 affine map per clip (data), channels-last, ``torch.compile``, the thread count and the host
@@ -15,7 +16,7 @@ memory allocator, each flipped from the trainer's setting (``levers=[...]``, tra
 ``torch.compile`` and the allocator also on the two steps compared with PyTorchVideo's,
 ``torch.compile`` with its one-time cost), bf16 autocast (every train row).
 Writes ``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``. One module per section
-(``data``, ``train``, ``efficiency``, ``eval``, ``scaling``); how they time: :mod:`benchmark.perf.timing`.
+(``data``, ``train``, ``efficiency``, ``eval``, ``scaling``, ``sharing``); how they time: :mod:`benchmark.perf.timing`.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from benchmark.perf.data import data_row, section_data
 from benchmark.perf.efficiency import section_efficiency
 from benchmark.perf.eval import section_eval
 from benchmark.perf.scaling import section_scaling
+from benchmark.perf.sharing import section_sharing
 from benchmark.perf.train import section_train
 
 
@@ -48,7 +50,7 @@ def bottleneck_rows(rows, augment_on: str):
 
 LEVERS = ("channels_last", "compile", "one_thread", "allocator")
 SECTIONS = {"data": section_data, "train": section_train, "efficiency": section_efficiency, "eval": section_eval,
-            "scaling": section_scaling}
+            "scaling": section_scaling, "sharing": section_sharing}
 
 
 def markdown_tables(rows) -> str:
