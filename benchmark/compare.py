@@ -152,12 +152,9 @@ def run_labels(measured: pd.DataFrame) -> List[str]:
     """``vdim (linear, 400 steps)``; the encoder, then the setting's hash, are added where that
     still names two settings alike."""
     labels = [f"{m} ({p}, {s} steps)" for m, p, s in zip(measured["method"], measured["protocol"], measured["steps"])]
-    for i, (label, enc) in enumerate(zip(list(labels), measured["encoder"])):
-        if labels.count(label) > 1:
-            labels[i] = f"{label[:-1]}, {enc})"
-    for i, (label, setting) in enumerate(zip(list(labels), measured["setting"])):
-        if labels.count(label) > 1:
-            labels[i] = f"{label[:-1]}, {setting[:6]})"
+    for tells_apart in (measured["encoder"], measured["setting"].str[:6]):
+        alike = list(labels)
+        labels = [f"{label[:-1]}, {extra})" if alike.count(label) > 1 else label for label, extra in zip(alike, tells_apart)]
     return labels
 
 

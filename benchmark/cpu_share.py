@@ -23,9 +23,6 @@ from typing import List, Optional, Tuple
 
 import torch
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
 def machine_jiffies() -> Optional[Tuple[int, int]]:
     """``(busy, total)`` jiffies over all cores since boot, from ``/proc/stat``; None if unreadable."""
     try:

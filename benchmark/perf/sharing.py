@@ -13,7 +13,6 @@ run keeping torch's full thread pool.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ def timed_runs(root: Path, count: int, steps: int, extra: List[str] = ()) -> Lis
     seconds per step."""
     folders = [root / f"run{i}" for i in range(count)]
     procs = [subprocess.Popen(run_command(f, steps, i, list(extra)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env=os.environ.copy()) for i, f in enumerate(folders)]
+                              text=True) for i, f in enumerate(folders)]
     for p in procs:
         _, err = p.communicate()
         if p.returncode != 0:
