@@ -23,15 +23,24 @@ from typing import List, Optional, Tuple
 
 import torch
 
-def machine_jiffies() -> Optional[Tuple[int, int]]:
-    """``(busy, total)`` jiffies over all cores since boot, from ``/proc/stat``; None if unreadable."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already in user time
+def parse_machine_stat(text: str) -> Tuple[int, int]:
+    """``(busy, total)`` jiffies from the ``cpu`` line (the first) of ``/proc/stat``'s text.
+
+    proc(5): user nice system idle iowait irq softirq steal guest guest_nice; idle and iowait are
+    not busy, and guest time is already counted in user time, so the total is the first eight.
+    """
+    fields = [int(v) for v in text.split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
     return total - idle, total
+
+
+def machine_jiffies() -> Optional[Tuple[int, int]]:
+    """``(busy, total)`` jiffies over all cores since boot; None where ``/proc/stat`` is unreadable."""
+    try:
+        return parse_machine_stat(Path("/proc/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def children_of(pid: int) -> List[int]:
@@ -44,14 +53,22 @@ def children_of(pid: int) -> List[int]:
     return out
 
 
+def parse_process_stat(text: str) -> int:
+    """User + system jiffies from the text of ``/proc/<pid>/stat`` (fields 14 and 15 of proc(5)).
+
+    The command name, field 2, is in parentheses and may itself hold spaces and parentheses, so
+    the fields are counted from the last ``)``.
+    """
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def process_jiffies(pid: int) -> int:
     """User + system jiffies of ``pid`` (all its threads); 0 once it has gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return parse_process_stat(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return 0
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
 
 
 def own_jiffies() -> int:
@@ -75,6 +92,15 @@ class CoreShare:
         self.threads = torch.get_num_threads()
         self.last = self.sample() if self.enabled else None
 
+    def threads_between(self, before: Tuple[int, int, int], after: Tuple[int, int, int]) -> int:
+        """The threads for the cores that others kept free between two :meth:`sample` readings."""
+        busy, total, own = (a - b for a, b in zip(after, before))
+        if total <= 0:
+            return self.threads
+        interval_cores = total / self.cores  # jiffies one core has in the interval
+        others = max(0.0, (busy - own) / interval_cores)
+        return threads_for(self.cores - others, self.most)
+
     @staticmethod
     def sample() -> Tuple[int, int, int]:
         busy, total = machine_jiffies()
@@ -84,13 +110,8 @@ class CoreShare:
         if not self.enabled:
             return self.threads
         now = self.sample()
-        busy, total, own = (a - b for a, b in zip(now, self.last))
+        threads = self.threads_between(self.last, now)
         self.last = now
-        if total <= 0:
-            return self.threads
-        interval_cores = total / self.cores  # jiffies one core has in the interval
-        others = max(0.0, (busy - own) / interval_cores)
-        threads = threads_for(self.cores - others, self.most)
         if threads != self.threads:
             torch.set_num_threads(threads)
             self.threads = threads
