@@ -3,7 +3,8 @@
 The YAML files under ``configs/`` hold the values; these schemas hold the types, so a
 misspelt key or a wrong type fails when Hydra composes the config. Each YAML option
 names its schema in its defaults list (``- /schema/<group>/<name>@_here_``).
-Defaults live in the YAML, not here: ``--cfg job`` prints the whole truth.
+Defaults live in the YAML, not here: ``--cfg job`` prints the whole truth. A method's schema
+lives in its own module (``Method.Config``, :mod:`methods.base`) and is registered from there.
 """
 from __future__ import annotations
 
@@ -17,22 +18,23 @@ from omegaconf import MISSING
 # ---------------------------------------------------------------- data and views
 @dataclass
 class AugmentConfig:
-    """Per-view (per-clip) augmentation; one parameter draw per view (VDIM sec. 3.1)."""
+    """Per-view (per-clip) augmentation; one parameter draw per view (VDIM sec. 3.1). The values
+    are in each method's YAML."""
     crop_size: int = MISSING
-    crop_area: List[float] = field(default_factory=lambda: [0.2, 0.766])
-    crop_ratio: List[float] = field(default_factory=lambda: [0.75, 1.3333])
+    crop_area: List[float] = MISSING
+    crop_ratio: List[float] = MISSING
     color: str = MISSING  # jitter | lab_dropout | none
-    jitter_p: float = 0.8
-    brightness: float = 0.6
-    contrast: float = 0.6
-    saturation: float = 0.6
-    hue: float = 0.15
-    jitter_impl: str = "affine"  # affine (one 3x3 colour map per clip) | torchvision (ColorJitter)
-    grayscale_p: float = 0.2
-    blur_p: float = 0.0
-    blur_sigma: List[float] = field(default_factory=lambda: [0.1, 2.0])
-    flip_p: float = 0.5
-    rotation_degrees: float = 0.0
+    jitter_p: float = MISSING
+    brightness: float = MISSING
+    contrast: float = MISSING
+    saturation: float = MISSING
+    hue: float = MISSING
+    jitter_impl: str = MISSING  # affine (one 3x3 colour map per clip) | torchvision (ColorJitter)
+    grayscale_p: float = MISSING
+    blur_p: float = MISSING
+    blur_sigma: List[float] = MISSING
+    flip_p: float = MISSING
+    rotation_degrees: float = MISSING
 
 
 @dataclass
@@ -100,53 +102,6 @@ class PTVEncoderConfig(EncoderConfig):
     pretrained: bool = False  # never downloads: must stay False offline
 
 
-# ---------------------------------------------------------------- methods
-@dataclass
-class MethodConfig:
-    name: str = MISSING
-    sampler: str = MISSING  # vdim_views | rho_clips | labeled_clip | none
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-@dataclass
-class VDIMMethodConfig(MethodConfig):
-    views: VDIMViewConfig = field(default_factory=VDIMViewConfig)
-    antecedent: List[str] = field(default_factory=lambda: ["block5", "block6", "block8"])
-    consequent: List[str] = field(default_factory=lambda: ["block8"])
-    symmetric: bool = True
-    temporal_difference: bool = True
-    head_dim: int = 512
-    score_clip: float = 20.0
-    score_reg: float = 0.05
-
-
-@dataclass
-class RhoMethodConfig(MethodConfig):
-    clips: RhoClipConfig = field(default_factory=RhoClipConfig)
-    pairing: str = "all"  # all ordered pairs | consecutive (reference SimCLR)
-    temperature: float = 0.1
-    mlp_layers: int = 3
-    hidden_dim: int = 2048
-    out_dim: int = 128
-    mlp_bn: bool = True
-    predictor_hidden_dim: int = 4096
-    predictor_lr_scale: float = 1.0  # rho-BYOL: the predictor's learning rate over the trainer's
-    queue_size: int = 65536
-    momentum: float = 0.994
-    prototypes: int = 1000
-    sinkhorn_eps: float = 0.05
-    sinkhorn_iters: int = 3
-    freeze_prototypes_steps: Optional[int] = 0  # null: one epoch of the pretraining data (SwAV)
-    swav_queue_length: int = 0  # SwAV's queue of past embeddings per assigning clip (0: off, as the reference's default)
-    swav_queue_start_step: int = 0  # the queue is used from this step on, once full
-
-
-@dataclass
-class SupervisedMethodConfig(MethodConfig):
-    clips: RhoClipConfig = field(default_factory=RhoClipConfig)
-    dropout: float = 0.5
-
-
 # ---------------------------------------------------------------- trainer, eval
 @dataclass
 class TrainerConfig:
@@ -199,8 +154,9 @@ class FinetuneEvalConfig:
     hidden_dim: int = 1024
     dropout: float = 0.2
     views: int = 4
-    color: str = "lab_dropout"
+    grad_clip: float = 0.0
     checkpoint_every: int = 100
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # the fine-tuning clips' own augmentation
 
 
 @dataclass
@@ -286,11 +242,11 @@ def register_schemas() -> None:
     groups = {
         "dataset": {"base": DatasetConfig, "synthetic": SyntheticConfig},
         "encoder": {"vdim": VDIMEncoderConfig, "ptv": PTVEncoderConfig},
-        "method": {"vdim": VDIMMethodConfig, "rho": RhoMethodConfig,
-                   "supervised": SupervisedMethodConfig, "base": MethodConfig},
         "trainer": {"base": TrainerConfig},
         "eval": {"base": EvalConfig},
     }
+    from methods import METHODS  # each method's own schema, from its own file
+    groups["method"] = {name: cls.Config for name, cls in METHODS.items()}
     for group, nodes in groups.items():
         for name, node in nodes.items():
             cs.store(group=f"schema/{group}", name=name, node=node)

@@ -5,6 +5,7 @@ the frozen or fine-tuned encoder -> evaluation -> result.json (written atomicall
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -23,12 +24,12 @@ from benchmark.allocator import use_allocator
 from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.data.datasets import count_skipped
-from benchmark.data.pipeline import records_for
+from benchmark.data.pipeline import batch_augment, records_for, train_views
 from benchmark.distributed import (agree_on_run_dir, check_sync_bn, export_launcher_env, init_distributed,
                                    leave_process_group, resolve_device)
-from benchmark.trainer import MetricsLog, autocast_for, check_trainer_numbers, pretrain
+from benchmark.trainer import MetricsLog, PretrainData, check_trainer_numbers, pretrain
 from encoders import build_encoder_from_config
-from methods import build_method
+from methods import method_class
 
 log = logging.getLogger("benchmark.run")
 
@@ -95,32 +96,30 @@ def log_evaluation(metrics: MetricsLog, evals: list, step: int) -> None:
         metrics.log(step, values, prefix="eval")
 
 
-def pretrain_subset(cfg) -> str:
+def pretrain_subset(cfg, method_cls) -> str:
     """Which videos of the pretraining split are read: ``dataset.pretrain_subset`` for
-    self-supervised methods; the train list only when labels are used (``supervised``)."""
-    return "train" if cfg.method.name == "supervised" else cfg.dataset.pretrain_subset
+    self-supervised methods; the train list only for a method that reads labels."""
+    return "train" if method_cls.uses_labels else cfg.dataset.pretrain_subset
 
 
-def restrict_supervised_splits(cfg) -> None:
-    """A supervised encoder trained on split k's train list has seen the labels of other
-    splits' test videos, so on its own dataset it is evaluated on split k only."""
-    from evaluation import eval_dataset_config
-    if cfg.method.name != "supervised" or eval_dataset_config(cfg) is not cfg.dataset:
-        return
-    if list(cfg.eval.splits) != [cfg.dataset.split]:
-        log.warning("supervised: evaluating split %d only (its training labels include the test videos of the "
-                    "other splits)", cfg.dataset.split)
-        cfg.eval.splits = [cfg.dataset.split]
-
-
-def check_method_batch(name: str, batch_size: int) -> None:
+def check_method_batch(method_cls, batch_size: int) -> None:
     """A pretraining batch holds at least the clips the method needs (its ``min_batch_size``)."""
     from benchmark.errors import UserError
-    from methods import METHODS
-    method = METHODS.get(name)
-    if method is not None and method.trains and batch_size < method.min_batch_size:
-        raise UserError(f"bad trainer.batch_size {batch_size}: method {name} needs >= {method.min_batch_size} clips "
-                        "per batch (batch norm's training statistics; another video as a negative)")
+    if method_cls.pretrains and batch_size < method_cls.min_batch_size:
+        raise UserError(f"bad trainer.batch_size {batch_size}: method {method_cls.name} needs >= "
+                        f"{method_cls.min_batch_size} clips per batch (batch norm's training statistics; another "
+                        "video as a negative)")
+
+
+def pretraining_views(cfg, method_cls):
+    """The method's sampler and views and the trainer's half of device augmentation, built (and so
+    checked) once, before any data is read; None for a method that does not pretrain."""
+    if not method_cls.pretrains:
+        return None
+    sampler = method_cls.clip_sampler(cfg.method, cfg.encoder)
+    index_fn, view_fn = train_views(sampler, cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
+    on_device = batch_augment(cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
+    return PretrainData([], index_fn, view_fn, on_device, sampler.clips)
 
 
 def run(cfg) -> dict:
@@ -135,36 +134,38 @@ def run(cfg) -> dict:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     seed_everything(cfg.seed + dist_info.rank)
-    from evaluation import check_eval_dataset
-    from benchmark.data.pipeline import eval_sampler, train_sampler
+    from benchmark.eval_plan import eval_runtime, plan_evaluation
     check_trainer_numbers(cfg.trainer)  # bad settings fail here, before any data is written or read
-    check_method_batch(cfg.method.name, cfg.trainer.batch_size)
-    train_sampler(cfg.method, cfg.encoder, cfg.trainer.augment_on)
-    eval_sampler(cfg.encoder, cfg.eval.clips_per_video, cfg.eval.spatial_crops, cfg.eval.frame_stride)
-    check_eval_dataset(cfg)  # last: it reads every split's lists (writing the synthetic set on first use)
+    method_cls = method_class(cfg.method.name)
+    check_method_batch(method_cls, cfg.trainer.batch_size)
+    views = pretraining_views(cfg, method_cls)
+    pre_split = cfg.dataset.split
+    # last: it reads every split's lists (writing the synthetic set on first use)
+    eval_data = plan_evaluation(cfg, labelled_split=pre_split if method_cls.uses_labels else None)
     skipped_log = str(run_dir / "skipped_videos.txt")
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pre_split = cfg.dataset.split
-    subset = pretrain_subset(cfg)
-    restrict_supervised_splits(cfg)
+    subset = pretrain_subset(cfg, method_cls)
     records, classes = records_for(cfg.dataset, pre_split, subset)
     seed_everything(cfg.seed)  # identical initial weights on every rank
     encoder = build_encoder_from_config(cfg.encoder)
     params_m = sum(p.numel() for p in encoder.parameters()) / 1e6
     gflops = count_flops(encoder, cfg.encoder.frames, cfg.encoder.size)  # before trainer.compile: fvcore traces eager
-    method = build_method(cfg.method.name, encoder, num_classes=len(classes), cfg=cfg.method)
+    method = method_cls(encoder, cfg.method, len(classes))
     metrics = MetricsLog(run_dir, dist_info.is_main)
     pre = None
-    if cfg.method.name != "random":
-        pre = pretrain(cfg, method, records, run_dir, device, dist_info, skipped_log, metrics)
+    if views is not None:
+        pre = pretrain(cfg, method, dataclasses.replace(views, records=records), run_dir, device, dist_info,
+                       skipped_log, metrics)
     leave_process_group(dist_info)
     if not dist_info.is_main:
         metrics.close()
         return None
     encoder = method.encoder
-    from evaluation import evaluate
-    evals = evaluate(cfg, encoder, device, autocast_for(device, cfg.trainer.precision), run_dir, skipped_log,
-                     cfg.trainer.progress)
+    evals = []
+    if eval_data is not None:
+        from evaluation import evaluate
+        eval_data.runtime = eval_runtime(cfg, device, run_dir, skipped_log)
+        evals = evaluate(encoder, list(cfg.eval.protocols), cfg.eval, eval_data)
     result = {
         "run_id": run_dir.name, "created": created, "git_commit": git_commit(),
         "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
@@ -177,6 +178,7 @@ def run(cfg) -> dict:
                      "world_size": dist_info.world_size, "clips_seen": pre.clips_seen if pre else 0,
                      "seconds": round(pre.seconds, 1) if pre else 0.0,
                      "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
+                     "threads": pre.threads if pre else None,
                      "device": str(device), "allocator": allocator, "data_version": data_version(cfg.dataset)},
         "evals": evals,
         "skipped_videos": count_skipped(skipped_log),

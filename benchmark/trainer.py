@@ -17,7 +17,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -28,7 +28,6 @@ from benchmark.cpu_share import CoreShare
 from benchmark.checkpoint import (find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from benchmark.data.datasets import PretrainStream
 from benchmark.data.batch_augment import step_generator
-from benchmark.data.pipeline import batch_augment, train_sampler
 from benchmark.distributed import DistInfo, mean_over_processes
 from benchmark.errors import UserError, check_minimums, check_positive, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
@@ -61,12 +60,24 @@ def check_trainer_numbers(t) -> None:
 
 
 @dataclass
+class PretrainData:
+    """What one pretraining run reads: the videos, the method's sampler and views, and the
+    trainer's half of device-side augmentation (None: the workers augment)."""
+    records: List
+    index_fn: Callable
+    view_fn: Callable
+    on_device: Optional[Callable]
+    clips_per_sample: int
+
+
+@dataclass
 class PretrainResult:
     steps: int
     clips_seen: int
     seconds: float
     final_loss: Optional[float]
     checkpoint: Optional[str]
+    threads: List[int]  # CPU thread counts the run used (trainer.adaptive_threads changes it with the load)
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -144,11 +155,124 @@ def in_layout(views: List[torch.Tensor], channels_last: bool) -> List[torch.Tens
     return [v.contiguous(memory_format=torch.channels_last_3d) for v in views] if channels_last else views
 
 
-def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device: torch.device, dist_info: DistInfo,
-             skipped_log: str, metrics: MetricsLog) -> PretrainResult:
+@dataclass
+class LoopSettings:
+    """How :func:`train_steps` runs: the ``trainer.*`` keys of pretraining, or a fine-tuning split's."""
+    steps: int
+    precision: str = "fp32"
+    grad_clip: float = 0.0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    channels_last: bool = False
+    num_workers: int = 0
+    progress: bool = True
+    desc: str = "train"
+    adaptive_threads: bool = False
+    threads: Optional[int] = None
+    seed: int = 0  # device-side augmentation's draws (benchmark.data.batch_augment.step_generator)
+    diverged_hint: str = "try a lower learning rate or precision fp32"
+
+
+def new_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """fp16 on CUDA scales the loss (bf16 and fp32 need no scaling: the scaler is a no-op)."""
+    return torch.amp.GradScaler(device.type, enabled=(precision == "fp16" and device.type == "cuda"))
+
+
+def resume_training(path: Path, model, opt, sched, scaler, what: str) -> Dict:
+    """Model, optimizer, schedule, loss scale and every RNG from a checkpoint of :func:`train_steps`;
+    its state (``step``: where to continue)."""
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    try:
+        opt.load_state_dict(state["optimizer"])
+    except ValueError as e:  # torch checks the parameter groups' number and sizes
+        raise UserError(f"{path}: its optimizer state does not fit {what}'s parameter groups in this code ({e}); "
+                        "resume it with the commit in its result.json") from e
+    sched.load_state_dict(state["scheduler"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state
+
+
+def training_state(model, opt, sched, scaler, step: int, **extra) -> Dict:
+    """What a checkpoint holds to continue exactly: weights (with queues and momentum targets),
+    optimizer, schedule, loss scale, every RNG and the step (the data position)."""
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(), "rng": rng_state(), "step": step, **extra}
+
+
+def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scaler, device: torch.device,
+                s: LoopSettings, start: int = 0, hooks=None, on_device=None, clips_per_step: int = 1, rank: int = 0,
+                show: bool = True, save: Optional[Callable[[int, Optional[float]], None]] = None,
+                log_values: Optional[Callable[[int, Dict[str, float]], None]] = None, checkpoint_path: str = ""):
+    """The one training loop, for pretraining and fine-tuning alike.
+
+    Each batch of ``stream`` (``{"views": [...], "label", "step"}``) goes to ``model(views, labels)``
+    under ``s.precision``'s autocast, which returns ``"loss"`` (and any scalars to log). A
+    non-finite loss, averaged over processes, stops every process with a clear message. Then the
+    scaled backward, ``hooks.before_optimizer_step``, clipping at ``s.grad_clip``, the step,
+    the schedule and ``hooks.after_optimizer_step`` (momentum targets, queues). Every
+    ``s.log_every`` steps ``log_values`` gets the scalars (and CPU threads are re-shared,
+    :mod:`benchmark.cpu_share`); every ``s.checkpoint_every`` and at the end, ``save``.
+    Returns ``(last loss, seconds, thread counts used)``.
+    """
+    loader = DataLoader(stream, batch_size=None, num_workers=s.num_workers, persistent_workers=False,
+                        prefetch_factor=4 if s.num_workers else None, pin_memory=device.type == "cuda")
+    model.train()
+    bar = tqdm(total=s.steps, initial=start, desc=s.desc, disable=not (s.progress and show), dynamic_ncols=True,
+               leave=show)
+    cores = CoreShare(s.adaptive_threads and device.type == "cpu", s.threads)
+    threads_used = {cores.threads}
+    began, last_loss = time.time(), None
+    for batch in loader:
+        step = batch["step"]
+        views = [v.to(device, non_blocking=True) for v in batch["views"]]
+        if on_device is not None:
+            views = [on_device(v, step_generator(s.seed, step, rank, k)) for k, v in enumerate(views)]
+        views = in_layout(views, s.channels_last)
+        labels = batch["label"].to(device)
+        with autocast_for(device, s.precision):
+            out = model(views, labels)
+        loss = out["loss"]
+        reported = mean_over_processes(loss.detach().float())  # every rank stops together on NaN
+        if not torch.isfinite(reported):
+            raise TrainingDiverged(f"loss is {reported.item()} at step {step}; stopped. The last good checkpoint is "
+                                   f"{checkpoint_path} ({s.diverged_hint})")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if hooks is not None:
+            hooks.before_optimizer_step(step)
+        if s.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        extra = hooks.after_optimizer_step(step + 1, s.steps) if hooks is not None else {}
+        last_loss = float(reported)
+        done = step + 1
+        elapsed = time.time() - began
+        rate = (done - start) * clips_per_step / max(elapsed, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{last_loss:.3f}", clips_s=f"{rate:.1f}")
+        if done % s.log_every == 0 or done == s.steps:
+            threads = cores.update()
+            threads_used.add(threads)
+            if log_values is not None:
+                log_values(done, {"loss": last_loss, "lr": sched.get_last_lr()[0], "clips_per_s": rate,
+                                  "threads": threads, **extra,
+                                  **{k: float(v) for k, v in out.items() if k != "loss"}})
+        if save is not None and (done % s.checkpoint_every == 0 or done == s.steps):
+            save(done, last_loss)
+    bar.close()
+    return last_loss, time.time() - began, sorted(threads_used)
+
+
+def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, device: torch.device,
+             dist_info: DistInfo, skipped_log: str, metrics: MetricsLog) -> PretrainResult:
     t = cfg.trainer
-    sampler = train_sampler(cfg.method, cfg.encoder, t.augment_on)
-    on_device = batch_augment(cfg.method, cfg.encoder, t.augment_on)  # None: the workers augmented the views
+    records = data.records
     ckpt_dir = run_dir / "checkpoints"
     fp = fingerprint(cfg)
     if dist_info.is_main:
@@ -168,85 +292,37 @@ def pretrain(cfg, method: torch.nn.Module, records: List, run_dir: Path, device:
             broadcast_buffers=False)
     opt = build_optimizer(t.optimizer, method.param_groups(), t.lr, t.weight_decay, t.momentum)
     sched = build_scheduler(opt, t.steps, t.schedule, t.warmup_steps, t.decay_every, t.decay_factor)
-    scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16" and device.type == "cuda"))
+    scaler = new_scaler(device, t.precision)
     start = 0
     resume = resolve_resume(cfg, run_dir, fp)
     if resume is not None:
-        state = load_checkpoint(resume)
-        method.load_state_dict(state["model"])
-        try:
-            opt.load_state_dict(state["optimizer"])
-        except ValueError as e:  # torch checks the parameter groups' number and sizes
-            raise UserError(f"{resume}: its optimizer state does not fit {cfg.method.name}'s parameter groups in "
-                            f"this code ({e}); resume it with the commit in its result.json") from e
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start = int(state["step"])
+        start = int(resume_training(resume, method, opt, sched, scaler, cfg.method.name)["step"])
         log.info("resumed from %s at step %d", resume, start)
         if resume.parent != ckpt_dir and dist_info.is_main and not (resume.parent / "DONE").exists():
             (resume.parent / "DONE").write_text(f"continued in {run_dir}\n")  # auto-resume skips it from now on
 
     def save(step: int, loss: Optional[float]) -> None:
         if dist_info.is_main:
-            save_checkpoint(ckpt_dir / "last.pt", {
-                "model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_state(), "step": step,
-                "loss": float("nan") if loss is None else loss, "fingerprint": fp})
+            save_checkpoint(ckpt_dir / "last.pt", training_state(method, opt, sched, scaler, step,
+                                                                  loss=float("nan") if loss is None else loss,
+                                                                  fingerprint=fp))
 
-    stream = PretrainStream(records, *sampler, batch_size=t.batch_size, steps=t.steps, seed=cfg.seed,
+    stream = PretrainStream(records, data.index_fn, data.view_fn, batch_size=t.batch_size, steps=t.steps, seed=cfg.seed,
                             start_step=start, rank=dist_info.rank, world_size=dist_info.world_size,
                             skipped_log=skipped_log)
-    loader = DataLoader(stream, batch_size=None, num_workers=t.num_workers,
-                        persistent_workers=False, prefetch_factor=4 if t.num_workers else None,
-                        pin_memory=device.type == "cuda")
-    model.train()
-    clips_per_step = t.batch_size * dist_info.world_size * (2 if cfg.method.sampler == "vdim_views" else
-                                                             cfg.method.clips.rho)
-    bar = tqdm(total=t.steps, initial=start, desc=f"pretrain {cfg.method.name}", disable=not (t.progress and dist_info.is_main),
-               dynamic_ncols=True)
-    cores = CoreShare(t.adaptive_threads and device.type == "cpu", t.threads)
-    began, last_loss, step = time.time(), None, start
-    for batch in loader:
-        step = batch["step"]
-        views = [v.to(device, non_blocking=True) for v in batch["views"]]
-        if on_device is not None:
-            views = [on_device(v, step_generator(cfg.seed, step, dist_info.rank, k)) for k, v in enumerate(views)]
-        views = in_layout(views, t.channels_last)
-        labels = batch["label"].to(device)
-        with autocast_for(device, t.precision):
-            out = model(views, labels)
-        loss = out["loss"]
-        reported = mean_over_processes(loss.detach().float())  # every rank stops together on NaN
-        if not torch.isfinite(reported):
-            raise TrainingDiverged(f"loss is {reported.item()} at step {step}; stopped. The last good checkpoint is "
-                                   f"{ckpt_dir / 'last.pt'} (try a lower trainer.lr or trainer.precision=fp32)")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        method.before_optimizer_step(step)
-        if t.grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        extra = method.after_optimizer_step(step + 1, t.steps)
-        last_loss = float(reported)
-        done = step + 1
-        elapsed = time.time() - began
-        rate = (done - start) * clips_per_step / max(elapsed, 1e-9)
-        bar.update(1)
-        bar.set_postfix(loss=f"{last_loss:.3f}", clips_s=f"{rate:.1f}")
-        if done % t.log_every == 0 or done == t.steps:
-            metrics.log(done, {"loss": last_loss, "lr": sched.get_last_lr()[0], "clips_per_s": rate,
-                               "threads": cores.update(), **extra,
-                               **{k: float(v) for k, v in out.items() if k != "loss"}})
-        if done % t.checkpoint_every == 0 or done == t.steps:
-            save(done, last_loss)
-    bar.close()
+    settings = LoopSettings(steps=t.steps, precision=t.precision, grad_clip=t.grad_clip,
+                            checkpoint_every=t.checkpoint_every, log_every=t.log_every, channels_last=t.channels_last,
+                            num_workers=t.num_workers, progress=t.progress, desc=f"pretrain {cfg.method.name}",
+                            adaptive_threads=t.adaptive_threads, threads=t.threads, seed=cfg.seed,
+                            diverged_hint="try a lower trainer.lr or trainer.precision=fp32")
+    clips_per_step = t.batch_size * dist_info.world_size * data.clips_per_sample
+    last_loss, seconds, threads_used = train_steps(
+        model, stream, opt, sched, scaler, device, settings, start, hooks=method, on_device=data.on_device,
+        clips_per_step=clips_per_step, rank=dist_info.rank, show=dist_info.is_main, save=save,
+        log_values=metrics.log, checkpoint_path=str(ckpt_dir / "last.pt"))
     if start >= t.steps:
         last_loss = float(load_checkpoint(resume)["loss"]) if resume else None
     if dist_info.is_main:
         (ckpt_dir / "DONE").write_text("pretraining finished\n")
-    return PretrainResult(steps=t.steps, clips_seen=(t.steps - start) * clips_per_step, seconds=time.time() - began,
-                          final_loss=last_loss, checkpoint=str(ckpt_dir / "last.pt"))
+    return PretrainResult(steps=t.steps, clips_seen=(t.steps - start) * clips_per_step, seconds=seconds,
+                          final_loss=last_loss, checkpoint=str(ckpt_dir / "last.pt"), threads=threads_used)

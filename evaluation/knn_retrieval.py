@@ -12,6 +12,8 @@ from typing import Dict, Sequence
 import torch
 import torch.nn.functional as F
 
+from evaluation.protocols import register_protocol
+
 
 def knn_retrieval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                   recall_at: Sequence[int] = (1, 5, 10, 20), k: int = 10, num_classes: int | None = None) -> Dict[str, float]:
@@ -24,4 +26,16 @@ def knn_retrieval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
     c = num_classes or int(max(train_y.max(), test_y.max())) + 1
     votes = torch.zeros(len(te), c).scatter_add_(1, train_y[top_idx[:, :k]], top_sim[:, :k].clamp_min(0) + 1e-6)
     out["top1"] = 100.0 * float((votes.argmax(1) == test_y).float().mean())
+    return out
+
+
+@register_protocol("knn")
+def knn_protocol(encoder, cfg, data):
+    """``eval.knn``: per split, test videos query train videos (features averaged over a video's clips)."""
+    f = data.frozen_features(encoder)
+    out = {}
+    for split in data.splits:
+        train, test = data.split_rows(encoder, split)
+        out[split] = knn_retrieval(f["features"][train].mean(1), f["labels"][train], f["features"][test].mean(1),
+                                   f["labels"][test], list(cfg.recall_at), cfg.k, data.num_classes)
     return out

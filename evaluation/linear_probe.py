@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.aggregate import average_per_video, top1
+from evaluation.protocols import register_protocol
 
 
 def train_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, lr: float, batch_size: int,
@@ -50,3 +51,16 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, train_idx: torch.
         probs = F.softmax(clf(xte), dim=1)
         vid = torch.arange(len(test_idx)).repeat_interleave(k)
         return top1(average_per_video(probs, vid, len(test_idx)), labels[test_idx])
+
+
+@register_protocol("linear")
+def linear_protocol(encoder, cfg, data):
+    """``eval.linear``: a linear probe per split on the frozen encoder's features (every clip of a
+    train video a sample; probabilities averaged per test video)."""
+    f = data.frozen_features(encoder)
+    out = {}
+    for split in data.splits:
+        train, test = data.split_rows(encoder, split)
+        out[split] = {"top1": linear_probe(f["features"], f["labels"], train, test, data.num_classes, cfg.epochs, cfg.lr,
+                                           cfg.batch_size, cfg.weight_decay, data.seed)}
+    return out

@@ -1,34 +1,39 @@
 """Methods under one interface: ``build_method(name, encoder, **overrides)``.
 
-``forward(views: list[Tensor]) -> dict`` with at least ``"loss"``;
+Every module of this package is imported here, and each registers its method with
+:func:`methods.base.register_method`: adding a method is one module here and one YAML under
+``configs/method/`` (a plugin outside the tree: ``VDIM_BENCH_PLUGINS``, :mod:`benchmark.plugins`).
+``forward(views: list[Tensor], labels) -> dict`` with at least ``"loss"``;
 ``after_optimizer_step(step, total)`` after each optimizer step (momentum, queues).
 """
 from __future__ import annotations
 
-from typing import Dict, Type
+import importlib
+import pkgutil
 
 from torch import nn
 
-from methods.base import Method
-from methods.random_init import RandomInit
-from methods.rho_byol import RhoBYOL
-from methods.rho_moco import RhoMoCo
-from methods.rho_simclr import RhoSimCLR
-from methods.rho_swav import RhoSwAV
-from methods.supervised import Supervised
-from methods.vdim import VDIM
+from methods.base import METHODS, Method, register_method  # noqa: F401  (the package's interface)
 
-METHODS: Dict[str, Type[Method]] = {
-    "vdim": VDIM, "rho_simclr": RhoSimCLR, "rho_moco": RhoMoCo, "rho_byol": RhoBYOL,
-    "rho_swav": RhoSwAV, "supervised": Supervised, "random": RandomInit,
-}
+NOT_METHODS = {"base", "heads", "losses"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in NOT_METHODS:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def method_class(name: str):
+    """The registered class of method ``name``; an unknown name fails in one line naming the choices."""
+    if name not in METHODS:
+        from benchmark.errors import unknown_choice
+        raise unknown_choice("method", name, METHODS)
+    return METHODS[name]
 
 
 def method_config(name: str, **overrides):
-    """The method's YAML defaults (configs/method/<name>.yaml) with ``overrides`` merged in."""
+    """The method's YAML defaults (``configs/method/<name>.yaml``) with ``overrides`` merged in."""
     from omegaconf import OmegaConf, open_dict
 
-    from benchmark.cli_common import group_config
+    from benchmark.compose import group_config
 
     method = group_config("method", name)
     with open_dict(method):
@@ -38,10 +43,6 @@ def method_config(name: str, **overrides):
 
 
 def build_method(name: str, encoder: nn.Module, num_classes: int | None = None, **overrides) -> Method:
-    if name not in METHODS:
-        from benchmark.errors import unknown_choice
-        raise unknown_choice("method", name, METHODS)
+    cls = method_class(name)
     cfg = overrides.pop("cfg", None) or method_config(name, **overrides)
-    if name == "supervised":
-        return Supervised(encoder, cfg, num_classes or 8)
-    return METHODS[name](encoder, cfg)
+    return cls(encoder, cfg, num_classes)

@@ -1,19 +1,55 @@
-"""The method contract (after solo-learn): a method declares what it owns, the base does the rest.
+"""The method contract (after solo-learn): a method declares what it needs, the base does the rest.
 
-A method subclasses :class:`Method` and implements ``forward(views) -> dict`` with
-``"loss"``. It may declare ``momentum_pairs`` (``(online, target)`` modules: the base makes
-the targets, freezes them and updates them after each optimizer step with the cosine
-schedule of BYOL/MoCo) and uses :func:`gather_with_grad` for negatives across processes.
+A method is one module under ``methods/`` holding a :class:`Method` subclass decorated with
+:func:`register_method`, and one YAML under ``configs/method/<name>.yaml`` naming the class's
+``Config`` as its schema. The class declares everything the harness reads of it:
+
+* ``name``: its config name (``method=<name>``);
+* ``Config``: its config dataclass (a :class:`MethodConfig`), only the keys it reads; the
+  values live in the YAML;
+* ``clip_sampler(cfg, encoder_cfg)``: the sampler of one pretraining sample
+  (:mod:`benchmark.data.samplers`; its ``clips`` is the clips per sample), or None;
+* ``pretrains`` (False: evaluated as initialised), ``uses_labels`` (pretrains on the labelled
+  train list, and is evaluated on its own split only) and ``min_batch_size``;
+* ``forward(views, labels) -> dict`` with ``"loss"``, and the optional hooks
+  ``param_groups``, ``set_epoch_steps``, ``before_optimizer_step`` and ``after_optimizer_step``.
+
+It may declare ``momentum_pairs`` (``(online, target)`` modules: the base makes the targets,
+freezes them and updates them after each optimizer step with the cosine schedule of
+BYOL/MoCo) and uses :func:`gather_with_grad` for negatives across processes.
 """
 from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, List, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
 import torch.distributed as dist
+from omegaconf import MISSING
 from torch import nn
+
+from benchmark.config import AugmentConfig
+
+
+@dataclass
+class MethodConfig:
+    """What every method's config holds: its name and the augmentation of its pretraining clips."""
+    name: str = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+METHODS: Dict[str, Type["Method"]] = {}
+
+
+def register_method(cls: Type["Method"]) -> Type["Method"]:
+    """Class decorator: ``method=<cls.name>`` picks ``cls``; its ``Config`` becomes the schema
+    ``/schema/method/<cls.name>`` that the method's YAML names."""
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"two methods are named {cls.name!r}: {METHODS[cls.name].__qualname__} and {cls.__qualname__}")
+    METHODS[cls.name] = cls
+    return cls
 
 
 def rank() -> int:
@@ -80,16 +116,26 @@ def clip_pairs(n: int, pairing: str) -> List[Tuple[int, int]]:
 class Method(nn.Module):
     """Base of every method: owns the encoder, the momentum targets and the step hook."""
 
-    momentum_base: float = 0.0
-    trains: bool = True  # False: no pretraining step (``random``)
+    name: str = ""
+    Config: type = MethodConfig
+    pretrains: bool = True  # False: no pretraining step; the encoder is evaluated as initialised
+    uses_labels: bool = False  # True: ``forward`` reads the labels
     # the fewest clips a pretraining batch may hold: batch norm's statistics in training need two
     # samples per channel, and a contrastive loss needs another video as a negative
     min_batch_size: int = 2
+    momentum_base: float = 0.0
 
-    def __init__(self, encoder: nn.Module, cfg):
+    @classmethod
+    def clip_sampler(cls, cfg, encoder_cfg):
+        """The sampler of one pretraining sample (:mod:`benchmark.data.samplers`), built from the
+        method's config; None for a method that does not pretrain."""
+        raise NotImplementedError
+
+    def __init__(self, encoder: nn.Module, cfg, num_classes: Optional[int] = None):
         super().__init__()
         self.encoder = encoder
         self.cfg = cfg
+        self.num_classes = num_classes
         self.momentum_pairs: List[Tuple[str, str]] = []  # names of (online, target) attributes
         self.register_buffer("tau", torch.tensor(float(self.momentum_base)))
 

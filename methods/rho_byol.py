@@ -2,18 +2,33 @@
 predictor regress the momentum target's projection of every other clip of the video."""
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-from methods.base import clip_pairs
+import torch
+from omegaconf import MISSING
+
+from methods.base import clip_pairs, register_method
 from methods.heads import MLPHead
 from methods.losses import byol_loss
-from methods.rho_common import RhoMethod
+from methods.rho_common import RhoConfig, RhoMethod
 
 
+@dataclass
+class RhoBYOLConfig(RhoConfig):
+    pairing: str = MISSING
+    predictor_hidden_dim: int = MISSING
+    predictor_lr_scale: float = MISSING  # the predictor's learning rate over the trainer's
+    momentum: float = MISSING  # the target's base momentum, annealed to 1 by cosine
+
+
+@register_method
 class RhoBYOL(RhoMethod):
-    def __init__(self, encoder, cfg):
+    name = "rho_byol"
+    Config = RhoBYOLConfig
+
+    def __init__(self, encoder, cfg, num_classes=None):
         self.momentum_base = cfg.momentum
-        super().__init__(encoder, cfg)
+        super().__init__(encoder, cfg, num_classes)
         self.predictor = MLPHead(cfg.out_dim, cfg.predictor_hidden_dim, cfg.out_dim, 2, cfg.mlp_bn)
         self.make_target("encoder", "target_encoder")
         self.make_target("projector", "target_projector")

@@ -1,22 +1,40 @@
 """What the four rho-methods share (Feichtenhofer et al. 2021, sec. 3): rho clips per video
-through one backbone and an MLP projector."""
+through one backbone and an MLP projector. Each method's own keys are in its own ``Config``."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import List, Sequence
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
-from methods.base import Method
+from benchmark.config import RhoClipConfig
+from benchmark.data.samplers import RhoClips
+from methods.base import Method, MethodConfig
 from methods.heads import MLPHead
 
 
+@dataclass
+class RhoConfig(MethodConfig):
+    """The keys every rho-method reads: its clips and its projector."""
+    clips: RhoClipConfig = field(default_factory=RhoClipConfig)
+    mlp_layers: int = MISSING
+    hidden_dim: int = MISSING
+    out_dim: int = MISSING
+    mlp_bn: bool = MISSING
+
+
 class RhoMethod(Method):
-    def __init__(self, encoder: nn.Module, cfg, layers: int | None = None, hidden: int | None = None,
-                 out: int | None = None):
-        super().__init__(encoder, cfg)
-        self.projector = MLPHead(encoder.global_dim, hidden or cfg.hidden_dim, out or cfg.out_dim,
-                                 layers or cfg.mlp_layers, cfg.mlp_bn)
+    Config = RhoConfig
+
+    @classmethod
+    def clip_sampler(cls, cfg, encoder_cfg):
+        return RhoClips.of(cfg.clips)
+
+    def __init__(self, encoder: nn.Module, cfg, num_classes: int | None = None):
+        super().__init__(encoder, cfg, num_classes)
+        self.projector = MLPHead(encoder.global_dim, cfg.hidden_dim, cfg.out_dim, cfg.mlp_layers, cfg.mlp_bn)
 
     def embed(self, views: Sequence[torch.Tensor], encoder=None, projector=None,
               batched: bool = False) -> List[torch.Tensor]:

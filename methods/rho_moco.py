@@ -2,19 +2,34 @@
 clip's momentum key plus a queue of past keys; every clip's key is enqueued."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from omegaconf import MISSING
 
-from methods.base import clip_pairs, world_size
+from methods.base import clip_pairs, register_method, world_size
 from methods.losses import info_nce
-from methods.rho_common import RhoMethod
+from methods.rho_common import RhoConfig, RhoMethod
 
 
+@dataclass
+class RhoMoCoConfig(RhoConfig):
+    pairing: str = MISSING
+    temperature: float = MISSING
+    queue_size: int = MISSING
+    momentum: float = MISSING  # the key encoder's base momentum, annealed to 1 by cosine
+
+
+@register_method
 class RhoMoCo(RhoMethod):
-    def __init__(self, encoder, cfg):
+    name = "rho_moco"
+    Config = RhoMoCoConfig
+
+    def __init__(self, encoder, cfg, num_classes=None):
         self.momentum_base = cfg.momentum
-        super().__init__(encoder, cfg)
+        super().__init__(encoder, cfg, num_classes)
         self.make_target("encoder", "target_encoder")
         self.make_target("projector", "target_projector")
         self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.out_dim), dim=1))

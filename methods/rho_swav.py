@@ -2,17 +2,37 @@
 Sinkhorn-Knopp, each predicted from the other clips through normalised prototypes."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+from omegaconf import MISSING
 from torch import nn
 
+from methods.base import register_method
 from methods.losses import swav_loss, swav_view_agreement
-from methods.rho_common import RhoMethod
+from methods.rho_common import RhoConfig, RhoMethod
 
 
+@dataclass
+class RhoSwAVConfig(RhoConfig):
+    temperature: float = MISSING
+    prototypes: int = MISSING
+    sinkhorn_eps: float = MISSING
+    sinkhorn_iters: int = MISSING
+    freeze_prototypes_steps: Optional[int] = MISSING  # null: one epoch of the pretraining data
+    swav_queue_length: int = MISSING  # past embeddings per assigning clip (0: no queue)
+    swav_queue_start_step: int = MISSING  # the queue is used from this step on, once full
+
+
+@register_method
 class RhoSwAV(RhoMethod):
-    def __init__(self, encoder, cfg):
-        super().__init__(encoder, cfg)
+    name = "rho_swav"
+    Config = RhoSwAVConfig
+
+    def __init__(self, encoder, cfg, num_classes=None):
+        super().__init__(encoder, cfg, num_classes)
         self.prototypes = nn.Linear(cfg.out_dim, cfg.prototypes, bias=False)
         self.normalize_prototypes()
         if cfg.swav_queue_length < 0 or cfg.swav_queue_start_step < 0:

@@ -15,12 +15,17 @@ undefined, so the option fails with a clear message instead of silently doing no
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
-from methods.base import Method, gather_with_grad, rank
+from benchmark.config import VDIMViewConfig
+from benchmark.data.samplers import VDIMViews
+from benchmark.errors import UserError
+from methods.base import Method, MethodConfig, gather_with_grad, rank, register_method
 from methods.heads import LocalMLP
 from methods.losses import vdim_nce
 
@@ -33,9 +38,34 @@ def temporal_difference(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, x.shape[2] - half:] - x[:, :, :half]
 
 
+@dataclass
+class VDIMConfig(MethodConfig):
+    views: VDIMViewConfig = field(default_factory=VDIMViewConfig)
+    antecedent: List[str] = MISSING  # J
+    consequent: List[str] = MISSING  # J'
+    symmetric: bool = MISSING  # also J' against J (sec. 3.3)
+    temporal_difference: bool = MISSING
+    head_dim: int = MISSING  # |Y|
+    score_clip: float = MISSING  # AMDIM's c in c tanh(s / c)
+    score_reg: float = MISSING  # AMDIM's weight on the mean squared raw score
+
+
+@register_method
 class VDIM(Method):
-    def __init__(self, encoder: nn.Module, cfg):
-        super().__init__(encoder, cfg)
+    name = "vdim"
+    Config = VDIMConfig
+
+    @classmethod
+    def clip_sampler(cls, cfg, encoder_cfg):
+        """Two views of one window (sec. 3.1), each of the encoder's clip length."""
+        v = cfg.views
+        if v.frames != encoder_cfg.frames:
+            raise UserError(f"bad clip length: VDIM views have {v.frames} frames but encoder "
+                            f"'{encoder_cfg.name}' expects {encoder_cfg.frames}")
+        return VDIMViews(v.frames, v.offset, tuple(v.downsample))
+
+    def __init__(self, encoder: nn.Module, cfg, num_classes=None):
+        super().__init__(encoder, cfg, num_classes)
         self.pairs: List[Tuple[str, str]] = [(j, jp) for j in cfg.antecedent for jp in cfg.consequent]
         if cfg.symmetric:
             self.pairs += [p for p in ((jp, j) for j in cfg.antecedent for jp in cfg.consequent) if p not in self.pairs]
@@ -53,7 +83,6 @@ class VDIM(Method):
         if cfg.temporal_difference:
             flat = [jp for _, jp in self.pairs if shapes[jp][2] < 2]
             if flat:
-                from benchmark.errors import UserError
                 raise UserError(f"method.temporal_difference=true needs consequent maps with time >= 2, but "
                                 f"{flat[0]} has T'={shapes[flat[0]][2]}; use method.consequent=[block6] or "
                                 f"method.temporal_difference=false")

@@ -11,6 +11,16 @@ TINY = {"version": 4, "classes": 4, "groups": 10, "clips_per_group": 1, "min_fra
 TINY_OVERRIDES = ["dataset.classes=4", "dataset.clips_per_group=1", "dataset.min_frames=12", "dataset.max_frames=40",
                   "dataset.size=32", "dataset.fps=8", "dataset.seed=3"]
 
+# every key of an AugmentConfig at the rho-methods' values (configs/method/_rho_common.yaml)
+AUGMENT = dict(crop_size=32, crop_area=[0.2, 0.766], crop_ratio=[0.75, 1.3333], color="jitter", jitter_p=0.8,
+               brightness=0.6, contrast=0.6, saturation=0.6, hue=0.15, jitter_impl="affine", grayscale_p=0.2,
+               blur_p=0.0, blur_sigma=[0.1, 2.0], flip_p=0.5, rotation_degrees=0.0)
+
+
+def augment_config(**kw):
+    from benchmark.config import AugmentConfig
+    return AugmentConfig(**{**AUGMENT, **kw})
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):

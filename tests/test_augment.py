@@ -3,7 +3,7 @@ import torch
 from torchvision.transforms import v2
 
 from benchmark.data.augment import build_clip_augment, rgb_to_lab
-from benchmark.config import AugmentConfig
+from conftest import augment_config
 
 
 def _clip():
@@ -13,7 +13,7 @@ def _clip():
 
 
 def test_same_parameters_for_every_frame_of_a_view_and_different_between_views():
-    aug = build_clip_augment(AugmentConfig(crop_size=32, color="jitter", jitter_p=1.0, grayscale_p=0.0,
+    aug = build_clip_augment(augment_config(crop_size=32, color="jitter", jitter_p=1.0, grayscale_p=0.0,
                                            rotation_degrees=20.0), 32)
     clip = _clip()
     torch.manual_seed(1)
@@ -26,7 +26,7 @@ def test_same_parameters_for_every_frame_of_a_view_and_different_between_views()
 
 
 def test_lab_dropout_zeroes_one_channel_per_view():
-    aug = build_clip_augment(AugmentConfig(crop_size=32, color="lab_dropout"), 32)
+    aug = build_clip_augment(augment_config(crop_size=32, color="lab_dropout"), 32)
     clip = _clip()
     torch.manual_seed(2)
     v = aug(clip)
@@ -85,7 +85,7 @@ def test_affine_jitter_takes_uint8_and_returns_unit_range_floats():
 def test_unknown_jitter_impl_names_the_choices():
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="affine"):
-        build_clip_augment(AugmentConfig(crop_size=32, color="jitter", jitter_impl="fast"), 32)
+        build_clip_augment(augment_config(crop_size=32, color="jitter", jitter_impl="fast"), 32)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])

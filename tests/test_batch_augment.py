@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from benchmark.config import AugmentConfig
+from conftest import augment_config
 from benchmark.data.augment import LUMA, MEAN, STD, gaussian_blur_clips, hue_rotation, scaled_lab
 from benchmark.data.batch_augment import BatchClipAugment, step_generator
 from benchmark.errors import UserError
@@ -13,7 +13,7 @@ from benchmark.errors import UserError
 def _aug(**kw):
     base = dict(crop_size=24, color="jitter", jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
                 brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
-    return AugmentConfig(**{**base, **kw})
+    return augment_config(**{**base, **kw})
 
 
 def _clips(b=6, t=3, size=24, seed=0):
@@ -130,25 +130,25 @@ def test_device_path_needs_the_affine_jitter():
 def test_workers_send_cropped_uint8_clips_and_the_trainer_finishes_them():
     """The two halves of augment_on=device give the model input the workers' path gives: same
     shape and dtype, normalised, and the same augmentation when both are switched off."""
-    from benchmark.config import EncoderConfig, RhoMethodConfig
-    from benchmark.data.pipeline import batch_augment, train_sampler
+    from benchmark.config import EncoderConfig
+    from benchmark.data.pipeline import batch_augment, train_views
+    from benchmark.data.samplers import RhoClips
 
     enc = EncoderConfig(name="vdim_small", frames=4, size=16)
-    method = RhoMethodConfig(name="rho_simclr", sampler="rho_clips",
-                             augment=_aug(crop_size=16, crop_area=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip_p=0.0))
-    method.clips.frames, method.clips.stride = 4, 1
+    augment = _aug(crop_size=16, crop_area=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip_p=0.0)
+    sampler = RhoClips(2, 4, 1)
     frames = torch.randint(0, 255, (4, 16, 16, 3), dtype=torch.uint8)
-    _, worker_view = train_sampler(method, enc, "device")
-    _, full_view = train_sampler(method, enc, "workers")
+    _, worker_view = train_views(sampler, augment, enc, "device")
+    _, full_view = train_views(sampler, augment, enc, "workers")
     half = worker_view(frames, 0)
     assert half.dtype == torch.uint8 and half.shape == (3, 4, 16, 16)
-    finish = batch_augment(method, enc, "device")
+    finish = batch_augment(augment, enc, "device")
     got = finish(half[None], step_generator(0, 0, 0, 0))[0]
     want = full_view(frames, 0)  # no jitter, grey or blur drawn: only scaling and normalising
     assert got.dtype == want.dtype and torch.allclose(got, want, atol=1e-6)
-    assert batch_augment(method, enc, "workers") is None
+    assert batch_augment(augment, enc, "workers") is None
     with pytest.raises(UserError, match="valid choices: device, workers"):
-        train_sampler(method, enc, "gpu")
+        train_views(sampler, augment, enc, "gpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -91,31 +91,28 @@ def test_feature_cache_reused_and_invalidated_by_new_weights(tmp_path):
 def _finetune_setup(tiny_dataset):
     from benchmark.data.splits import load_split
     from encoders import build_encoder
-    from methods import method_config
     tr, classes = load_split("ucf101", tiny_dataset, "UCF-101", "ucfTrainTestlist", 1, "train")
     te, _ = load_split("ucf101", tiny_dataset, "UCF-101", "ucfTrainTestlist", 1, "test")
     torch.manual_seed(0)
     enc = build_encoder("vdim_small", ndf=8, n_1x1=0, head_dim=32)
-    return enc, method_config("vdim").augment, tr[:8], te[:4], len(classes)
+    return enc, tr[:8], te[:4], len(classes)
 
 
 def _ft_cfg(preset, steps):
     from omegaconf import OmegaConf
 
     from conftest import compose_run
-    ft = compose_run([f"eval.finetune.preset={preset}"]).eval.finetune
+    ft = compose_run([f"eval.finetune.preset={preset}", "encoder.size=64"]).eval.finetune
     return OmegaConf.merge(ft, {"steps": steps, "batch_size": 2, "views": 2, "checkpoint_every": 2, "hidden_dim": 16})
 
 
 @pytest.mark.parametrize("preset", ["vdim", "rho"])
 def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dataset, preset):
-    from contextlib import nullcontext
-
+    from evaluation import EvalRuntime
     from evaluation.finetune import finetune_split
-    enc, aug, tr, te, n_cls = _finetune_setup(tiny_dataset)
+    enc, tr, te, n_cls = _finetune_setup(tiny_dataset)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
-    acc = finetune_split(enc, _ft_cfg(preset, 3), aug, tr, te, n_cls, 16, 64, 2, torch.device("cpu"), nullcontext(),
-                         tmp_path / "split1", 0, False, progress=False)
+    acc = finetune_split(enc, _ft_cfg(preset, 3), tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0)
     assert 0.0 <= acc <= 100.0
     assert all(torch.equal(v, enc.state_dict()[k]) for k, v in before.items())  # the pretrained encoder is untouched
     state = torch.load(tmp_path / "split1" / "last.pt", weights_only=True)
@@ -130,12 +127,11 @@ def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dat
 
 
 def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_dataset, monkeypatch):
-    from contextlib import nullcontext
-
     import evaluation.finetune as ftmod
-    enc, aug, tr, te, n_cls = _finetune_setup(tiny_dataset)
-    args = (aug, tr, te, n_cls, 16, 64, 1, torch.device("cpu"), nullcontext())
-    ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, tmp_path / "straight", 0, False, progress=False)
+    from evaluation import EvalRuntime
+    enc, tr, te, n_cls = _finetune_setup(tiny_dataset)
+    args = (tr, te, n_cls, 16, 64, 1)
+    ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, EvalRuntime(), tmp_path / "straight", 0)
     real_save = ftmod.save_checkpoint
 
     def save_then_die(path, state):
@@ -143,10 +139,10 @@ def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_dataset, monkeypatc
         raise KeyboardInterrupt("killed after the first checkpoint")
     monkeypatch.setattr(ftmod, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, tmp_path / "killed", 0, False, progress=False)
+        ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, EvalRuntime(), tmp_path / "killed", 0)
     monkeypatch.setattr(ftmod, "save_checkpoint", real_save)
     assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 2
-    ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, tmp_path / "killed", 0, True, progress=False)
+    ftmod.finetune_split(enc, _ft_cfg("vdim", 4), *args, EvalRuntime(resume=True), tmp_path / "killed", 0)
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
     assert b["step"] == 4

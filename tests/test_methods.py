@@ -6,9 +6,10 @@ from methods import build_method
 from methods.base import cosine_momentum
 
 TINY = dict(ndf=8, n_1x1=0, head_dim=32)
-SMALL_HEADS = {"hidden_dim": 64, "out_dim": 32, "predictor_hidden_dim": 64}
+SMALL_HEADS = {"hidden_dim": 64, "out_dim": 32}
 OVERRIDES = {"vdim": {"head_dim": 32}, "rho_simclr": SMALL_HEADS, "rho_moco": {**SMALL_HEADS, "queue_size": 40},
-             "rho_byol": SMALL_HEADS, "rho_swav": {**SMALL_HEADS, "prototypes": 16}, "supervised": {}}
+             "rho_byol": {**SMALL_HEADS, "predictor_hidden_dim": 64}, "rho_swav": {**SMALL_HEADS, "prototypes": 16},
+             "supervised": {}}
 
 
 def _make(name):

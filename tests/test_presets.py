@@ -7,7 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from benchmark.trainer import TRAINER_MINIMUMS, check_trainer_numbers
-from evaluation import EVAL_MINIMUMS, check_eval_dataset
+from benchmark.eval_plan import plan_evaluation
+from evaluation import EVAL_MINIMUMS
 
 from conftest import ROOT, TINY_OVERRIDES, compose_run
 from test_cli import cli
@@ -145,20 +146,20 @@ def test_trainer_counts_and_rates_below_their_range_fail_in_one_line_naming_them
 def test_eval_counts_and_rates_below_their_range_fail_in_one_line_naming_them(key):
     from benchmark.errors import UserError
     cfg = compose_run([])
-    check_eval_dataset(cfg)  # the defaults pass
+    plan_evaluation(cfg)  # the defaults pass
     bad = -0.5 if key.endswith("lr") else EVAL_MINIMUMS[key] - 1
     OmegaConf.update(cfg, f"eval.{key}", bad)
     with pytest.raises(UserError, match=rf"^bad eval\.{key} {bad}: must be (>=|>) "):
-        check_eval_dataset(cfg)
+        plan_evaluation(cfg)
 
 
 def test_eval_split_numbers_are_checked_before_pretraining_except_kinetics_single_split():
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="^unknown split '4'; valid choices: 1, 2, 3$"):
-        check_eval_dataset(compose_run(["eval.splits=[1,4]"]))
+        plan_evaluation(compose_run(["eval.splits=[1,4]"]))
     with pytest.raises(UserError, match="^eval.splits is empty"):
-        check_eval_dataset(compose_run(["eval.splits=[]"]))
-    check_eval_dataset(compose_run(["eval.splits=[]", "eval.protocols=[]"]))  # pretraining only
+        plan_evaluation(compose_run(["eval.splits=[]"]))
+    plan_evaluation(compose_run(["eval.splits=[]", "eval.protocols=[]"]))  # pretraining only
     # Kinetics' single split passes the number check; its lists are read next, before pretraining
     with pytest.raises(UserError, match="^dataset root not found: /data/k400$"):
-        check_eval_dataset(compose_run(["dataset=kinetics400", "dataset.root=/data/k400", "eval.splits=[1]"]))
+        plan_evaluation(compose_run(["dataset=kinetics400", "dataset.root=/data/k400", "eval.splits=[1]"]))

@@ -1,9 +1,5 @@
-"""From config to data: records of a split, and the sampler + augmentation of each method.
-
-This is the one place that knows which sampler a method asks for (``method.sampler``):
-``vdim_views`` (VDIM sec. 3.1), ``rho_clips`` (Feichtenhofer et al.), ``labeled_clip``
-(supervised) or ``none`` (random init: no pretraining data).
-"""
+"""From config to data: records of a split, and the views of a pretraining sample (the method's
+own clip sampler, :meth:`methods.base.Method.clip_sampler`, with its augmentation)."""
 from __future__ import annotations
 
 from functools import partial
@@ -18,10 +14,7 @@ from benchmark.data import samplers
 from benchmark.data.augment import build_clip_augment, build_eval_transform, spatial_ops, to_model_input
 from benchmark.data.batch_augment import BatchClipAugment, check_augment_on
 from benchmark.data.splits import VideoRecord, load_split
-from benchmark.errors import UserError, unknown_choice
-
-SAMPLERS = ("vdim_views", "rho_clips", "labeled_clip", "none")
-
+from benchmark.errors import UserError
 
 def dataset_root(ds) -> Path:
     if ds.name == "synthetic":
@@ -61,41 +54,25 @@ def spatial_view(spatial, frames: torch.Tensor, k: int = 0) -> torch.Tensor:
     return spatial(frames.permute(0, 3, 1, 2)).permute(1, 0, 2, 3).contiguous()
 
 
-def train_sampler(method, encoder, augment_on: str = "workers"):
-    """``(index_fn, view_fn)`` of the method's pretraining sampler; with ``augment_on="device"``
-    the views leave the workers cropped but not yet coloured, blurred or normalised
-    (:func:`batch_augment`)."""
-    kind = method.sampler
-    if kind not in SAMPLERS:
-        raise unknown_choice("method.sampler", kind, SAMPLERS)
-    check_augment_on(augment_on, method.augment)
-    if kind == "none":
-        return None
+def train_views(sampler, augment, encoder, augment_on: str = "workers"):
+    """``(index_fn, view_fn)`` of a pretraining sample: the method's ``sampler`` (frame indices of
+    every clip, :mod:`benchmark.data.samplers`) and the view function of its ``augment``; with
+    ``augment_on="device"`` the views leave the workers cropped but not yet coloured, blurred or
+    normalised (:func:`batch_augment`)."""
+    check_augment_on(augment_on, augment)
     if augment_on == "device":
-        view_fn = partial(spatial_view, v2.Compose(spatial_ops(method.augment, encoder.size)))
+        view_fn = partial(spatial_view, v2.Compose(spatial_ops(augment, encoder.size)))
     else:
-        view_fn = partial(augmented_view, build_clip_augment(method.augment, encoder.size), method.augment.color)
-    if kind == "vdim_views":
-        v = method.views
-        if v.frames != encoder.frames:
-            raise UserError(f"bad clip length: VDIM views have {v.frames} frames but encoder "
-                            f"'{encoder.name}' expects {encoder.frames}")
-        samplers.vdim_window_length(v.frames, v.offset, v.downsample)  # validates
-        index_fn = partial(samplers.vdim_view_indices, frames=v.frames, offset=v.offset, downsample=list(v.downsample))
-        return (lambda n, rng: index_fn(n, rng=rng)), view_fn
-    c = method.clips
-    check_clip_fits(c.frames, c.stride, method.name)
-    index_fn = partial(samplers.rho_clip_indices, rho=c.rho, frames=c.frames, stride=c.stride,
-                       max_distance=c.max_distance)
-    return (lambda n, rng: index_fn(n, rng=rng)), view_fn
+        view_fn = partial(augmented_view, build_clip_augment(augment, encoder.size), augment.color)
+    return sampler, view_fn
 
 
-def batch_augment(method, encoder, augment_on: str):
+def batch_augment(augment, encoder, augment_on: str):
     """The trainer's half of ``trainer.augment_on=device`` (None when the workers augment)."""
-    check_augment_on(augment_on, method.augment)
-    if augment_on != "device" or method.sampler == "none":
+    check_augment_on(augment_on, augment)
+    if augment_on != "device":
         return None
-    return BatchClipAugment(method.augment, encoder.size)
+    return BatchClipAugment(augment, encoder.size)
 
 
 def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride: int, color: str = "none"):

@@ -6,11 +6,17 @@
   whole video (Feichtenhofer et al. 2021, sec. 3).
 * :func:`uniform_clip_indices`: evenly spaced test clips (SlowFast's "10 clips" protocol).
 
+A method names its pretraining sampler by returning one of the sampler objects below
+(:class:`VDIMViews`, :class:`RhoClips`) from ``Method.clip_sampler``: called with a video's
+length and a generator, each gives the frame indices of every clip of one sample, and its
+``clips`` says how many that is.
+
 Indices may run past the video's end; the decoder repeats the last frame there.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -85,3 +91,48 @@ def uniform_clip_indices(num_frames: int, clips: int, frames: int, stride: int) 
     last_start = max(num_frames - span, 0)
     starts = np.linspace(0, last_start, clips).round().astype(int) if clips > 1 else [last_start // 2]
     return [np.minimum(s + np.arange(frames) * stride, max(num_frames - 1, 0)) for s in starts]
+
+
+@dataclass(frozen=True)
+class VDIMViews:
+    """The VDIM view generator (:func:`vdim_view_indices`): two views of one window."""
+    frames: int
+    offset: int
+    downsample: Tuple[int, ...]
+
+    def __post_init__(self):
+        vdim_window_length(self.frames, self.offset, self.downsample)  # bad settings fail on construction
+
+    @property
+    def clips(self) -> int:
+        return len(self.downsample)
+
+    def __call__(self, num_frames: int, rng: np.random.Generator) -> List[np.ndarray]:
+        return vdim_view_indices(num_frames, self.frames, self.offset, list(self.downsample), rng=rng)
+
+
+@dataclass(frozen=True)
+class RhoClips:
+    """``rho`` clips of one video (:func:`rho_clip_indices`); ``rho=1`` is one random clip."""
+    rho: int
+    frames: int
+    stride: int
+    max_distance: Optional[int] = None
+
+    @classmethod
+    def of(cls, clips) -> "RhoClips":
+        """From a ``RhoClipConfig`` (``method.clips``)."""
+        return cls(clips.rho, clips.frames, clips.stride, clips.max_distance)
+
+    def __post_init__(self):
+        if self.rho < 1:
+            raise UserError(f"bad rho {self.rho}: need at least 1 clip per video")
+        if self.frames < 1 or self.stride < 1:
+            raise UserError(f"bad clip length {self.frames} x stride {self.stride}: both must be >= 1")
+
+    @property
+    def clips(self) -> int:
+        return self.rho
+
+    def __call__(self, num_frames: int, rng: np.random.Generator) -> List[np.ndarray]:
+        return rho_clip_indices(num_frames, self.rho, self.frames, self.stride, rng=rng, max_distance=self.max_distance)

@@ -28,8 +28,10 @@ def perf_method_config(cfg, mname: str, **augment):
 
 def pretrain_sampler(cfg, mname: str, augment_on: str = "workers", **augment):
     """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler (:func:`perf_method_config`)."""
-    from benchmark.data.pipeline import train_sampler
-    return train_sampler(perf_method_config(cfg, mname, **augment), cfg.encoder, augment_on)
+    from benchmark.data.pipeline import train_views
+    from methods import method_class
+    mcfg = perf_method_config(cfg, mname, **augment)
+    return train_views(method_class(mname).clip_sampler(mcfg, cfg.encoder), mcfg.augment, cfg.encoder, augment_on)
 
 
 def section_data(cfg, rows, device):
@@ -48,7 +50,7 @@ def section_data(cfg, rows, device):
     b = cfg.batch_size
     streams = ("vdim", "rho_simclr")
     samplers = {(m, on): pretrain_sampler(cfg, m, on) for m in streams for on in AUGMENT_ON}
-    finish = {m: batch_augment(perf_method_config(cfg, m), cfg.encoder, "device") for m in streams}
+    finish = {m: batch_augment(perf_method_config(cfg, m).augment, cfg.encoder, "device") for m in streams}
     ref = "PyTorchVideo Ucf101 + stock transforms (1 clip/sample)"
 
     def ours(mname, w, n_batches, on="workers"):  # two views or clips per sample
@@ -187,7 +189,7 @@ def device_augment_lever(cfg, records, device, n_videos: int = 16) -> dict:
     from benchmark.data.pipeline import batch_augment
     batches = [[r.path for r in records[i:i + cfg.batch_size]] for i in range(0, n_videos, cfg.batch_size)]
     mcfg = perf_method_config(cfg, "rho_simclr")
-    finish = batch_augment(mcfg, cfg.encoder, "device")
+    finish = batch_augment(mcfg.augment, cfg.encoder, "device")
 
     def views_of(augment_on: str):
         index_fn, view_fn = pretrain_sampler(cfg, "rho_simclr", augment_on)

@@ -1,0 +1,97 @@
+"""What every evaluation protocol reads: the evaluated dataset's splits, the test-clip settings,
+and where and how to run. Built once, before pretraining, by whoever runs the evaluation
+(``benchmark.run``); evaluation never reads the run's config itself."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from benchmark.data.splits import VideoRecord
+
+
+@dataclass
+class EvalRuntime:
+    """Where and how the protocols run; none of it changes a result."""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of feature extraction and fine-tuning
+    num_workers: int = 0
+    progress: bool = False
+    skipped_log: Optional[str] = None
+    run_dir: Optional[Path] = None  # per-split fine-tuning checkpoints go under it
+    resume: bool = False  # continue fine-tuning from those checkpoints
+    cache_dir: Optional[Path] = None  # frozen features, keyed by the encoder's weights
+
+    @property
+    def precision_ctx(self):
+        from benchmark.trainer import autocast_for
+        return autocast_for(self.device, self.precision)
+
+
+@dataclass
+class EvalData:
+    """The evaluated dataset: every split's train and test videos, and the test-clip protocol.
+
+    ``encoder_name``, ``frames`` and ``size`` are the encoder's input (clips are cut to it);
+    ``clips_per_video`` x ``spatial_crops`` test clips per video at ``frame_stride``.
+    """
+    dataset: str
+    splits: Dict[int, Tuple[List[VideoRecord], List[VideoRecord]]]
+    classes: List[str]
+    encoder_name: str
+    frames: int
+    size: int
+    clips_per_video: int = 1
+    spatial_crops: int = 1
+    frame_stride: int = 1
+    feature_batch_size: int = 32
+    seed: int = 0
+    runtime: EvalRuntime = field(default_factory=EvalRuntime)
+    _features: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def test_protocol(self) -> str:
+        return f"{self.clips_per_video} clips x {self.spatial_crops} crops"
+
+    def videos(self) -> List[VideoRecord]:
+        """Every video of every split once, in a fixed order."""
+        by_path: Dict[str, VideoRecord] = {}
+        for train, test in self.splits.values():
+            for r in train + test:
+                by_path.setdefault(r.path, r)
+        return list(by_path.values())
+
+    def frozen_features(self, encoder) -> Dict[str, Any]:
+        """The frozen encoder's features of :meth:`videos` (``[N, clips x crops, D]``), extracted once
+        per encoder state and shared by the protocols that read them (linear probe, kNN), with
+        ``index``: each video's row."""
+        from evaluation.features import cached_features, weights_hash
+        from benchmark.data.pipeline import eval_sampler
+        key = weights_hash(encoder)
+        if key not in self._features:
+            records = self.videos()
+            index_fn, view_fn = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride)
+            rt = self.runtime
+            settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.size,
+                        "clips": self.clips_per_video, "crops": self.spatial_crops, "stride": self.frame_stride}
+            per_video = self.clips_per_video * self.spatial_crops
+            feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records,
+                                    index_fn=index_fn, view_fn=view_fn, device=rt.device,
+                                    batch_size=max(1, self.feature_batch_size // per_video),
+                                    num_workers=rt.num_workers, skipped_log=rt.skipped_log,
+                                    precision_ctx=rt.precision_ctx, progress=rt.progress)
+            self._features[key] = {**feats, "index": {r.path: i for i, r in enumerate(records)}}
+        return self._features[key]
+
+    def split_rows(self, encoder, split: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Rows of :meth:`frozen_features` of ``split``'s train and test videos that decoded."""
+        f = self.frozen_features(encoder)
+        train, test = self.splits[split]
+        rows = lambda recs: torch.tensor([f["index"][r.path] for r in recs if f["valid"][f["index"][r.path]]])
+        return rows(train), rows(test)
