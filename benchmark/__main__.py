@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     if sub not in SUBCOMMANDS:
         print(f"error: unknown subcommand '{sub}'; valid choices: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         sys.exit(2)
+    if sub in HYDRA_CONFIGS:
+        from benchmark.errors import UserError
+        try:
+            import benchmark.compose  # noqa: F401  (loads VDIM_BENCH_PLUGINS; a missing one fails in one line)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     problem = check_group_choices(rest)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

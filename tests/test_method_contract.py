@@ -126,3 +126,11 @@ def test_no_method_name_outside_methods():
             for n in names:
                 assert f'"{n}"' not in text and f"'{n}'" not in text, f"{where} names method {n}"
             assert not re.search(r"method\.(name|sampler)\s*(==|!=|in\b)", text), f"{where} tests a method's name"
+
+
+def test_a_plugin_that_cannot_be_imported_is_named_in_one_line(tmp_path):
+    from test_cli import cli
+    p = cli(["run", "trainer.steps=1"], tmp_path, env={"VDIM_BENCH_PLUGINS": "no_such_plugin_module"})
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "error: VDIM_BENCH_PLUGINS: cannot import plugin 'no_such_plugin_module' (No module named 'no_such_plugin_module')"]

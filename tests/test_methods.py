@@ -18,8 +18,8 @@ def _make(name):
     return build_method(name, enc, num_classes=4, **OVERRIDES[name])
 
 
-def _views(n=2, b=4):
-    g = torch.Generator().manual_seed(1)
+def _views(n=2, b=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
     return [torch.randn(b, 3, 16, 64, 64, generator=g) for _ in range(n)]
 
 
@@ -57,13 +57,22 @@ def test_momentum_target_follows_cosine_schedule():
     assert cosine_momentum(0.996, 0, 10) == pytest.approx(0.996) and cosine_momentum(0.996, 10, 10) == pytest.approx(1.0)
 
 
-def test_moco_queue_fills_and_wraps():
+def test_moco_queue_stores_each_steps_momentum_keys_and_wraps():
+    """Each step enqueues the momentum encoder's normalised keys of every clip (before that step's
+    momentum update), at the pointer, wrapping around the 40 slots."""
+    import torch.nn.functional as F
     m = _make("rho_moco")  # queue 40, 2 clips x 4 = 8 keys per step
+    expected = torch.zeros(40, m.queue.shape[1])
     for step in range(6):
-        m(_views(), None)
+        views = _views(seed=step)
+        with torch.no_grad():  # the target in training mode: batch statistics, as the method's forward
+            keys = F.normalize(torch.cat(m.embed(views, m.target_encoder, m.target_projector, batched=True)), dim=1)
+        slots = (torch.arange(8) + step * 8) % 40
+        expected[slots] = keys
+        m(views, None)
         m.after_optimizer_step(step + 1, 10)
     assert int(m.queue_ptr) == (6 * 8) % 40
-    assert torch.allclose(m.queue.norm(dim=1), torch.ones(40), atol=1e-5)
+    torch.testing.assert_close(m.queue, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_swav_prototypes_normalised_and_frozen():

@@ -78,6 +78,16 @@ def test_ceiling_rows_add_the_batch_norms_traffic_to_the_convolutions_time():
     assert ceiling_rows("enc", "bf16", rates, 2, 10.0, None) == [alone]  # no batch norms: one ceiling
 
 
-def test_batch_norm_traffic_is_eight_passes_over_each_map():
+def test_batch_norm_traffic_times_each_map_at_the_bandwidth_of_its_own_size(monkeypatch):
+    import benchmark.perf.efficiency as eff
+    measured = []
+
+    def bandwidth(device, nbytes, repeats):  # a cache-sized map copies twice as fast as a larger one
+        measured.append(nbytes)
+        return 2e9 if nbytes <= 1 << 20 else 1e9
+    monkeypatch.setattr(eff, "copy_bandwidth", bandwidth)
     nbytes, seconds = batch_norm_traffic([1 << 20, 1 << 20, 1 << 22], torch.device("cpu"), 1)
-    assert nbytes == 8 * (6 << 20) and 0 < seconds
+    passes = eff.BATCH_NORM_PASSES
+    assert sorted(measured) == [1 << 20, 1 << 22]  # one measurement per distinct size
+    assert nbytes == passes * (6 << 20)
+    assert seconds == pytest.approx(passes * (2 * (1 << 20) / 2e9 + (1 << 22) / 1e9))
