@@ -138,13 +138,18 @@ def resolve_resume(cfg, run_dir: Path, fp: str) -> Optional[Path]:
 
 def apply_speed_levers(method: torch.nn.Module, channels_last: bool, compile: bool) -> None:
     """``trainer.channels_last`` (weights in the channels-last 3-D layout, which oneDNN and cuDNN
-    convolve faster) and ``trainer.compile`` (``torch.compile`` of ``method.encoder``, in place, so
+    convolve faster, and an encoder that has them converted to its channels-last CPU routes,
+    :func:`encoders.channels_last_ops.convert_to_channels_last_routes`) and ``trainer.compile``
+    (``torch.compile`` of ``method.encoder``, in place, so
     state_dict keys and checkpoints stay the same; with ``compile=False`` any module will do).
     Measured by ``python -m benchmark perf``. On CUDA it also turns on cuDNN's autotuner, which
     picks the fastest convolution algorithm once per shape (clip shapes are fixed in a run)."""
     if any(p.is_cuda for p in method.parameters()):
         torch.backends.cudnn.benchmark = True
     if channels_last:
+        if any(getattr(m, "channels_last_routes", False) for m in method.modules()):
+            from encoders.channels_last_ops import convert_to_channels_last_routes
+            convert_to_channels_last_routes(method)
         method.to(memory_format=torch.channels_last_3d)
     if compile:
         method.encoder.compile()

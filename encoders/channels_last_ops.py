@@ -1,13 +1,14 @@
 """Channels-last CPU routes for the VDIM encoder's convolutions, pools, padding and widening
-shortcut (:mod:`encoders.vdim`).
+shortcut (:mod:`encoders.vdim`), applied as a conversion: :func:`convert_to_channels_last_routes`
+(``trainer.channels_last``, as ``SyncBatchNorm.convert_sync_batchnorm`` is applied).
 
-Each part is a drop-in for a plain PyTorch op (``nn.Conv3d``, ``nn.AvgPool3d``, reflection padding,
-``h + F.pad(short)``) with the same module, state-dict keys and numbers: bit for bit where the tests
-say so, else within a rounding of a float64 reference. They exist because on a channels-last 3-D
-map (``trainer.channels_last``) CPU PyTorch either drops the layout (``avg_pool3d``) or runs slow
-generic loops (``reflection_pad3d``, oneDNN's 3-D convolution of small maps); README, "What makes
-it fast", has each one's measured gain. Everywhere else (CUDA, contiguous maps, ``torch.compile``)
-they hand over to the plain op.
+Each part is a subclass of a plain module (``nn.Conv3d``, ``nn.AvgPool3d``, reflection padding,
+the zero-padded shortcut sum) with the same state-dict keys and numbers: bit for bit where the
+tests say so, else within a rounding of a float64 reference. They exist because on a
+channels-last 3-D map CPU PyTorch either drops the layout (``avg_pool3d``) or runs slow generic
+loops (``reflection_pad3d``, oneDNN's 3-D convolution of small maps); the performance suite
+(``python -m benchmark perf``) measures each. Everywhere else (CUDA, contiguous maps,
+``torch.compile``) they hand over to the plain op.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _triple
 
+from encoders.vdim import ZeroPaddedShortcutSum
+
 
 def is_channels_last_3d(x: torch.Tensor) -> bool:
     """Stored channels-last 3-D (and not also plain contiguous, as a 1-channel or 1x1x1 map is)."""
@@ -32,9 +35,7 @@ def reflect_pad_by_concatenation(x: torch.Tensor, pad) -> torch.Tensor:
     first) as one concatenation per padded dimension of the map and its mirrored edge slices, each
     one element wide, in reflected order. The values are copies either way; CPU's
     ``reflection_pad3d`` copies a channels-last map element by element, and flipping the edges
-    (``flip`` of a strided slice) costs more than the copy itself: for the 3 colour channels of
-    the small encoder's first layer at batch 8 these concatenations take 1.6 ms, edges flipped
-    5.3 ms, ``reflection_pad3d`` 2.6 ms."""
+    (``flip`` of a strided slice) costs more than the copy itself."""
     for dim, (before, after) in zip((4, 3, 2), (pad[0:2], pad[2:4], pad[4:6])):
         if before == after == 0:
             continue
@@ -145,10 +146,8 @@ class _WindowRows(torch.autograd.Function):
 
 # Output channels from which an unpadded convolution that is not one product of the map's memory
 # runs as im2col + one matrix product on CPU. Every copied-out input feeds c_out multiply-adds, so
-# the copy pays where c_out is large. Forward and backward alone, against oneDNN: at 512 (Table 1's
-# blocks 5-7) 1.3-2.4x as fast in bf16 and 1.2-1.7x in fp32; at 256 (the small encoder's blocks
-# 5-7, on the same 14x7x7 to 5x3x3 maps) 0.8-1.4x, no gain in its step; at 128-256 on blocks 3-4's
-# larger maps 0.2-0.7x.
+# the copy pays where c_out is large: Table 1's blocks 5-7 (512) gain over oneDNN, narrower layers
+# and larger maps do not (the perf suite's train section times the step with and without it).
 UNFOLD_MIN_OUT_CHANNELS = 512
 
 
@@ -159,8 +158,8 @@ class MatmulConv3d(nn.Conv3d):
     * where :func:`matrix_product_rows` says the convolution is one product of the map's memory as
       it lies, ``F.linear`` of that view: nothing is copied. That covers every 1 x 1 x 1
       convolution (AMDIM's residual 1x1 blocks and MLP heads, Table 1's blocks 3-4 temporal
-      convolutions) and block 8's, whose kernels span its 3 x 3 and 3 x 1 x 1 inputs. oneDNN takes
-      1.1-2.1x as long for the 1x1x1 products in bf16 (forward and backward), 1.7-2.3x for block 8's;
+      convolutions) and block 8's, whose kernels span its 3 x 3 and 3 x 1 x 1 inputs, where
+      oneDNN's 3-D convolution is slower than the product;
     * else, from :data:`UNFOLD_MIN_OUT_CHANNELS` output channels (blocks 5-7's spatial and temporal
       convolutions on 14 x 7 x 7 to 5 x 3 x 3 maps), ``F.linear`` of the windows copied out as rows
       (:class:`_WindowRows`), where oneDNN's backward runs at a quarter of the matmul peak or less.
@@ -215,8 +214,7 @@ class _WindowFoldAvgPool3d(torch.autograd.Function):
     views (one per window offset), so every output is the same number bit for bit (tested). The
     backward adds ``grad / K`` into each offset's view in reverse offset order: the order in which
     ATen's backward loop over the output reaches each input, so gradients match bit for bit too,
-    also where windows overlap. Blocks 5-7's 3-D pools of the small encoder: 24, 16 and 4 ms
-    forward and backward become 4, 3 and 1.5 ms at batch 8.
+    also where windows overlap.
     """
 
     @staticmethod
@@ -245,8 +243,8 @@ class LayoutKeepingAvgPool3d(nn.AvgPool3d):
     On CPU, ``avg_pool3d`` and its backward return contiguous tensors for channels-last 3-D
     input (``trainer.channels_last``). The residual sum after the pooled shortcut and the
     gradients summed into the block's input then mix the two layouts, which sends the adds,
-    ReLU backwards and convolution backwards after them through slow strided paths (about 45 ms
-    of a 550 ms rho-SimCLR step, ``torch.profiler``). Values are unchanged: only the layout
+    ReLU backwards and convolution backwards after them through slow strided paths. Values are
+    unchanged: only the layout
     the same numbers are stored in. On CPU the pool also runs on channels-last code: a purely
     spatial pool (Table 1's blocks 3 and 4) as a 2-D pool of the frames
     (:meth:`spatial_avg_pool_channels_last`), an unpadded 3-D one (blocks 5-8) as whole-map adds
@@ -255,6 +253,9 @@ class LayoutKeepingAvgPool3d(nn.AvgPool3d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.plan_routes()
+
+    def plan_routes(self) -> None:
         kernel, stride, padding = _triple(self.kernel_size), _triple(self.stride), _triple(self.padding)
         # (kernel, stride, padding) of the frames' 2-D pool when the pool does not reach across time
         self.frame_pool = (kernel[1:], stride[1:], padding[1:]) if kernel[0] == stride[0] == 1 and padding[0] == 0 else None
@@ -280,8 +281,7 @@ class LayoutKeepingAvgPool3d(nn.AvgPool3d):
     def spatial_avg_pool_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """This ``(1, k, k)`` pool of a channels-last 3-D map as a 2-D pool of its ``B * T`` frames:
         channels-last 3-D is ``[B, T, H, W, C]`` in memory, so the frames are a channels-last 2-D
-        batch without a copy, and CPU's 2-D pool has a channels-last kernel (its 3-D pool does not:
-        37 ms against 11 ms forward and backward for block 3 of the small encoder at batch 8). It
+        batch without a copy, and CPU's 2-D pool has a channels-last kernel (its 3-D pool does not). It
         sums each window in the same order, so output and gradients equal ``avg_pool3d``'s bit for
         bit (tested). The caller casts as CPU autocast casts ``avg_pool3d``'s input, to fp32
         (``avg_pool2d`` autocast would leave in bf16)."""
@@ -313,10 +313,31 @@ class _AddZeroPaddedShortcut(torch.autograd.Function):
         return grad.to(ctx.h_dtype), grad_short
 
 
-def add_zero_padded_shortcut(h: torch.Tensor, short: torch.Tensor) -> torch.Tensor:
-    """``h + F.pad(short, zero channels up to h's)``, AMDIM's shortcut where a block widens: as
-    :class:`_AddZeroPaddedShortcut` in eager mode; under ``torch.compile`` the plain pad, which
-    inductor fuses into the add."""
-    if torch.compiler.is_compiling():
-        return h + F.pad(short, (0, 0, 0, 0, 0, 0, 0, h.shape[1] - short.shape[1]))
-    return _AddZeroPaddedShortcut.apply(h, short)
+class CopyingZeroPaddedShortcutSum(ZeroPaddedShortcutSum):
+    """:class:`encoders.vdim.ZeroPaddedShortcutSum` as :class:`_AddZeroPaddedShortcut` in eager mode;
+    under ``torch.compile`` the plain pad, which inductor fuses into the add."""
+
+    def forward(self, h, short):
+        if torch.compiler.is_compiling():
+            return super().forward(h, short)
+        return _AddZeroPaddedShortcut.apply(h, short)
+
+
+def convert_to_channels_last_routes(module: nn.Module) -> nn.Module:
+    """Every plain module of ``module`` that has a channels-last CPU route, in place and keeping its
+    parameters (so state-dict keys and checkpoints are unchanged): a reflect-padded ``nn.Conv3d`` to
+    :class:`ReflectPadConv3d`, an unpadded one to :class:`MatmulConv3d`, ``nn.AvgPool3d`` to
+    :class:`LayoutKeepingAvgPool3d`, the widening shortcut sum to
+    :class:`CopyingZeroPaddedShortcutSum`. Returns ``module``."""
+    for m in module.modules():
+        kind = type(m)
+        if kind is nn.Conv3d and m.padding_mode == "reflect":
+            m.__class__ = ReflectPadConv3d
+        elif kind is nn.Conv3d and m.padding == (0, 0, 0):
+            m.__class__ = MatmulConv3d
+        elif kind is nn.AvgPool3d:
+            m.__class__ = LayoutKeepingAvgPool3d
+            m.plan_routes()
+        elif kind is ZeroPaddedShortcutSum:
+            m.__class__ = CopyingZeroPaddedShortcutSum
+    return module

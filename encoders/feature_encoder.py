@@ -16,7 +16,8 @@ from torch import nn
 
 class FeatureEncoder(nn.Module):
     def __init__(self, name: str, stages: "OrderedDict[str, nn.Module]", global_head: nn.Module,
-                 global_dim: int, input_shape: Tuple[int, int, int], strict_input: bool = False):
+                 global_dim: int, input_shape: Tuple[int, int, int], strict_input: bool = False,
+                 channels_last_routes: bool = False):
         super().__init__()
         self.name = name
         self.stages = nn.ModuleDict(stages)
@@ -24,6 +25,8 @@ class FeatureEncoder(nn.Module):
         self.global_dim = global_dim
         self.input_shape = tuple(input_shape)  # (T, H, W) the encoder was built for
         self.strict_input = strict_input
+        # its modules take encoders.channels_last_ops's CPU routes when trained channels-last
+        self.channels_last_routes = channels_last_routes
 
     @property
     def feature_names(self):

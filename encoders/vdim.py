@@ -19,8 +19,10 @@ strides, which are what :data:`TABLE1` lists: for a 3 x 32 x 128 x 128 input the
 evaluates with phi_8 o Psi). Parameters: Psi alone is about 16.5M; with phi_8 it is
 about 17.3M, the figure the paper reports, so the count includes phi_8.
 
-The convolutions, pools and widening shortcut are the plain ops with faster channels-last CPU
-routes and the same numbers (:mod:`encoders.channels_last_ops`).
+The model is built of ``nn.Conv3d``, ``nn.AvgPool3d`` and padding. Its channels-last CPU routes
+(:mod:`encoders.channels_last_ops`) are a conversion that ``trainer.channels_last`` applies,
+with the same state-dict keys and numbers; ``channels_last_routes`` below says this encoder
+takes it.
 """
 from __future__ import annotations
 
@@ -32,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.channels_last_ops import LayoutKeepingAvgPool3d, MatmulConv3d, ReflectPadConv3d, add_zero_padded_shortcut
 from encoders.feature_encoder import FeatureEncoder
 
 
@@ -76,12 +77,10 @@ LAYOUTS = {"table1": TABLE1, "small": SMALL}
 
 
 def bias_free_conv3d(c_in, c_out, kernel, stride, padding):
-    """A bias-free ``nn.Conv3d``: reflect-padded (VDIM's first layer) where ``padding`` is not zero.
-    Both classes are ``nn.Conv3d`` with faster channels-last CPU routes
-    (:mod:`encoders.channels_last_ops`)."""
+    """A bias-free ``nn.Conv3d``, reflect-padded where ``padding`` is not zero (VDIM's first layer)."""
     if any(padding):
-        return ReflectPadConv3d(c_in, c_out, kernel, stride, padding, bias=False, padding_mode="reflect")
-    return MatmulConv3d(c_in, c_out, kernel, stride, bias=False)
+        return nn.Conv3d(c_in, c_out, kernel, stride, padding, bias=False, padding_mode="reflect")
+    return nn.Conv3d(c_in, c_out, kernel, stride, bias=False)
 
 
 def spatial_conv(c_in, c_out, k, s, pad=0):
@@ -113,16 +112,27 @@ class ResNxN(nn.Module):
         nn.init.zeros_(self.temporal.weight)
         kernel, stride = (spec.kt, spec.ks, spec.ks), (spec.st, spec.ss, spec.ss)
         # a 1x1x1 pool of stride 1 is the identity (block 4 of the small layout): skipped
-        self.pool = nn.Identity() if kernel == stride == (1, 1, 1) else LayoutKeepingAvgPool3d(kernel, stride)
+        self.pool = nn.Identity() if kernel == stride == (1, 1, 1) else nn.AvgPool3d(kernel, stride)
+        self.add_shortcut = ShortcutSum() if c_out == c_in else ZeroPaddedShortcutSum()
 
     def forward(self, x):
-        h = self.temporal(F.relu(self.bn(self.spatial(x))))
-        short = self.pool(x)
-        # Under CPU autocast avg_pool3d runs in fp32, so the sum and the residual stream after it stay
-        # fp32. Handing the pooled shortcut back in bf16 made the bf16 steps 1.06-1.08x faster but
-        # lowered rho-SimCLR's linear probe at each of three seeds (README, Performance), so
-        # autocast's choice stands.
-        return h + short if self.c_out == self.c_in else add_zero_padded_shortcut(h, short)
+        # Under CPU autocast avg_pool3d runs in fp32, so the sum and the residual stream after it
+        # stay fp32, as autocast chooses.
+        return self.add_shortcut(self.temporal(F.relu(self.bn(self.spatial(x)))), self.pool(x))
+
+
+class ShortcutSum(nn.Module):
+    """The residual sum ``h + shortcut`` of a block that keeps its width."""
+
+    def forward(self, h, short):
+        return h + short
+
+
+class ZeroPaddedShortcutSum(nn.Module):
+    """AMDIM's shortcut where a block widens: ``h`` plus the shortcut zero-padded in channels."""
+
+    def forward(self, h, short):
+        return h + F.pad(short, (0, 0, 0, 0, 0, 0, 0, h.shape[1] - short.shape[1]))
 
 
 class Res1x1(nn.Module):
@@ -130,9 +140,9 @@ class Res1x1(nn.Module):
 
     def __init__(self, c):
         super().__init__()
-        self.conv1 = MatmulConv3d(c, c, 1, bias=False)
+        self.conv1 = nn.Conv3d(c, c, 1, bias=False)
         self.bn = nn.BatchNorm3d(c)
-        self.conv2 = MatmulConv3d(c, c, 1, bias=False)
+        self.conv2 = nn.Conv3d(c, c, 1, bias=False)
         nn.init.zeros_(self.conv2.weight)
 
     def forward(self, x):
@@ -153,11 +163,11 @@ class LocalMLP(nn.Module):
     def __init__(self, c_in: int, d_out: int, hidden: Optional[int] = None):
         super().__init__()
         hidden = hidden or d_out
-        self.conv1 = MatmulConv3d(c_in, hidden, 1, bias=False)
+        self.conv1 = nn.Conv3d(c_in, hidden, 1, bias=False)
         self.bn1 = nn.BatchNorm3d(hidden)
-        self.conv2 = MatmulConv3d(hidden, d_out, 1, bias=False)
+        self.conv2 = nn.Conv3d(hidden, d_out, 1, bias=False)
         nn.init.zeros_(self.conv2.weight)
-        self.shortcut = MatmulConv3d(c_in, d_out, 1, bias=False)
+        self.shortcut = nn.Conv3d(c_in, d_out, 1, bias=False)
         with torch.no_grad():
             eye = torch.zeros(d_out, c_in)
             eye[: min(d_out, c_in), : min(d_out, c_in)] = torch.eye(min(d_out, c_in))
@@ -210,4 +220,5 @@ def build_vdim(name: str = "vdim", layout: str = "table1", frames: int = 32, siz
         stages[f"block{i}"] = ConvBlock(c_in, c_out, spec) if spec.kind == "conv" else res_block(c_in, c_out, spec, n)
         c_in = c_out
     stages["block8"] = nn.Sequential(stages["block8"], nn.BatchNorm3d(c_in))  # BN on the encoder output (sec. 4)
-    return FeatureEncoder(name, stages, Phi8Global(c_in, head_dim), head_dim, (frames, size, size), strict_input=True)
+    return FeatureEncoder(name, stages, Phi8Global(c_in, head_dim), head_dim, (frames, size, size), strict_input=True,
+                          channels_last_routes=True)

@@ -1,5 +1,8 @@
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 from encoders import build_encoder
 from rounding import assert_same_sums, magnitudes
@@ -237,8 +240,9 @@ def test_3d_pool_is_the_plain_avg_pool3d_in_one_graph_under_torch_compile():
 
 
 def test_vdim_small_gradients_stay_channels_last_through_the_residual_blocks():
+    from encoders.channels_last_ops import convert_to_channels_last_routes
     from encoders.vdim import ResNxN
-    enc = build_encoder("vdim_small").to(memory_format=torch.channels_last_3d)
+    enc = convert_to_channels_last_routes(build_encoder("vdim_small")).to(memory_format=torch.channels_last_3d)
     grads = []  # the gradient reaching each residual block's input, as autograd hands it on
 
     def watch_input(_, args):
@@ -252,3 +256,30 @@ def test_vdim_small_gradients_stay_channels_last_through_the_residual_blocks():
     assert len(grads) == 6
     for i, g in enumerate(grads):
         assert g.is_contiguous(memory_format=torch.channels_last_3d) and not g.is_contiguous(), f"block {i}"
+
+
+def test_the_plain_table1_model_converts_to_its_channels_last_routes_with_the_same_keys_and_numbers():
+    """encoders/vdim.py is Table 1 in plain modules; the conversion swaps in the routes in place,
+    keeping every parameter and state-dict key, so either side loads the other's checkpoints."""
+    from encoders import channels_last_ops as ops
+    from encoders.vdim import ZeroPaddedShortcutSum
+    torch.manual_seed(0)
+    plain = build_encoder("vdim_small", ndf=8, n_1x1=1, head_dim=16)
+    kinds = {type(m) for m in plain.modules()}
+    assert not kinds & {ops.MatmulConv3d, ops.ReflectPadConv3d, ops.LayoutKeepingAvgPool3d}
+    assert {nn.Conv3d, nn.AvgPool3d, ZeroPaddedShortcutSum} <= kinds
+    converted = ops.convert_to_channels_last_routes(copy.deepcopy(plain))
+    kinds = [type(m) for m in converted.modules()]
+    assert nn.Conv3d not in kinds and nn.AvgPool3d not in kinds and ZeroPaddedShortcutSum not in kinds
+    assert {ops.MatmulConv3d, ops.ReflectPadConv3d, ops.LayoutKeepingAvgPool3d,
+            ops.CopyingZeroPaddedShortcutSum} <= set(kinds)
+    assert list(converted.state_dict()) == list(plain.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(converted.state_dict().values(), plain.state_dict().values()))
+    plain.eval(), converted.eval()
+    converted.to(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 3, 16, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        want = plain.double()(x)
+        got = converted.double()(x.contiguous(memory_format=torch.channels_last_3d))
+    for name in want:  # other kernels sum in another order: float64 rounding over a few thousand terms
+        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-9, msg=name)
