@@ -48,6 +48,7 @@ class EvalData:
     frame_stride: int = 1
     feature_batch_size: int = 32
     seed: int = 0
+    test_clips: Optional[Tuple] = None  # (index_fn, view_fn) of the test clips, built when the data is planned
     runtime: EvalRuntime = field(default_factory=EvalRuntime)
     _features: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
@@ -76,7 +77,9 @@ class EvalData:
         key = weights_hash(encoder)
         if key not in self._features:
             records = self.videos()
-            index_fn, view_fn = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride)
+            if self.test_clips is None:
+                self.test_clips = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride)
+            index_fn, view_fn = self.test_clips
             rt = self.runtime
             settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.size,
                         "clips": self.clips_per_video, "crops": self.spatial_crops, "stride": self.frame_stride}
