@@ -98,6 +98,12 @@ class VDIMEncoderConfig(EncoderConfig):
 
 
 @dataclass
+class R2D3DEncoderConfig(EncoderConfig):
+    depth: int = MISSING  # 18 | 34
+    track_running_stats: bool = MISSING  # False: batch statistics also in evaluation (DPC's pretraining)
+
+
+@dataclass
 class PTVEncoderConfig(EncoderConfig):
     pretrained: bool = False  # never downloads: must stay False offline
 
@@ -241,7 +247,7 @@ def register_schemas() -> None:
         cs.store(name=f"{name}_schema", node=node)
     groups = {
         "dataset": {"base": DatasetConfig, "synthetic": SyntheticConfig},
-        "encoder": {"vdim": VDIMEncoderConfig, "ptv": PTVEncoderConfig},
+        "encoder": {"vdim": VDIMEncoderConfig, "ptv": PTVEncoderConfig, "r2d3d": R2D3DEncoderConfig},
         "trainer": {"base": TrainerConfig},
         "eval": {"base": EvalConfig},
     }

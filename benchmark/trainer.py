@@ -150,7 +150,10 @@ def apply_speed_levers(method: torch.nn.Module, channels_last: bool, compile: bo
         if any(getattr(m, "channels_last_routes", False) for m in method.modules()):
             from encoders.channels_last_ops import convert_to_channels_last_routes
             convert_to_channels_last_routes(method)
-        method.to(memory_format=torch.channels_last_3d)
+        with torch.no_grad():  # 3-D convolutions' weights (a 2-D convolution's have no 3-D layout)
+            for t in [*method.parameters(), *method.buffers()]:
+                if t.dim() == 5:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last_3d)
     if compile:
         method.encoder.compile()
 

@@ -165,3 +165,28 @@ def vdim_nce(antecedent: torch.Tensor, consequent: torch.Tensor, clip: float = 2
             l, q = _nce_chunk(*args)
         loss_sum, sq_sum = loss_sum + l, sq_sum + q
     return loss_sum / (b * na * nc) + reg * sq_sum / (b * na * bc * nc)
+
+
+def dpc_logits(pred: torch.Tensor, target: torch.Tensor, offset: int = 0):
+    """DPC's dense scores (Han et al. 2019, sec. 3.2; official ``dpc/model_3d.py``): ``pred``
+    ``[B, P, D, H, W]`` (this process's predictions) against ``target`` ``[B', P, D, H, W]``
+    (every process's targets under torch.distributed, this one's at rows ``offset`` on).
+
+    Each prediction (video, step, position) is scored against every target (video, step,
+    position) by a raw dot product over D, no normalisation or temperature. Its positive is the
+    target at its own video, step and position; spatial negatives (same video and step, other
+    positions), temporal negatives (same video, other steps) and easy negatives (other videos)
+    share one softmax. ``(logits [B P H W, B' P H W], labels)``. The official code scored on each
+    GPU under DataParallel, so its negatives were capped at one GPU's batch; here they are the
+    global batch's."""
+    b, p, d, h, w = pred.shape
+    rows = pred.permute(0, 1, 3, 4, 2).reshape(b * p * h * w, d)
+    cols = target.permute(0, 1, 3, 4, 2).reshape(-1, d)
+    labels = torch.arange(rows.shape[0], device=pred.device) + offset * p * h * w
+    return rows @ cols.t(), labels
+
+
+def dpc_nce(pred: torch.Tensor, target: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """DPC's loss: mean cross-entropy of :func:`dpc_logits` (``[B, P, D, H, W]`` each)."""
+    logits, labels = dpc_logits(pred, target, offset)
+    return F.cross_entropy(logits, labels)

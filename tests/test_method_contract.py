@@ -91,7 +91,7 @@ def test_the_plugin_config_shows_only_its_own_keys(tmp_path):
     assert set(shown.keys()) == {f.name for f in dataclasses.fields(AgreementConfig)}
 
 
-@pytest.mark.parametrize("name", ["vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav", "supervised", "random"])
+@pytest.mark.parametrize("name", ["vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav", "dpc", "supervised", "random"])
 def test_each_method_config_holds_its_schema_keys_and_every_value_comes_from_yaml(name):
     from conftest import compose_run
     from methods import METHODS

@@ -22,6 +22,8 @@ PAPER = {  # preset: (method, encoder, pretraining dataset, steps, per-process b
     "rho_moco_k400": ("rho_moco", "slow_r50", "kinetics400", 200000, 8),
     "rho_byol_k400": ("rho_byol", "slow_r50", "kinetics400", 200000, 8),
     "rho_swav_k400": ("rho_swav", "slow_r50", "kinetics400", 200000, 8),
+    "dpc_ucf101": ("dpc", "r2d3d_18", "ucf101", 45000, 64),
+    "dpc_k400": ("dpc", "r2d3d_18", "kinetics400", 562500, 64),
 }
 
 
@@ -39,6 +41,9 @@ def test_preset_composes_with_the_paper_settings(name):
     check_trainer_numbers(cfg.trainer)  # a preset's counts and rates pass the run's own checks
     if encoder == "vdim":
         assert (cfg.encoder.frames, cfg.encoder.size) == (32, 128)  # Table 1 input
+    elif method == "dpc":  # 8 blocks of 5 frames at 128 px; stride 3 on UCF-101, 5 on Kinetics (official code)
+        assert (cfg.method.blocks, cfg.method.pred_steps, cfg.encoder.frames, cfg.encoder.size) == (8, 3, 5, 128)
+        assert cfg.method.frame_stride == (3 if dataset == "ucf101" else 5) and not cfg.method.track_running_stats
     else:
         assert (cfg.method.clips.frames, cfg.method.clips.stride, cfg.method.clips.rho) == (8, 8, 2)  # Slow 8x8
 
