@@ -71,7 +71,7 @@ class EvalData:
     def frozen_features(self, encoder) -> Dict[str, Any]:
         """The frozen encoder's features of :meth:`videos` (``[N, clips x crops, D]``), extracted once
         per encoder state and shared by the protocols that read them (linear probe, kNN), with
-        ``index``: each video's row."""
+        ``rows``: each split's train and test rows of the videos that decoded."""
         from evaluation.features import cached_features, weights_hash
         from benchmark.data.pipeline import eval_sampler
         key = weights_hash(encoder)
@@ -84,17 +84,13 @@ class EvalData:
             settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.size,
                         "clips": self.clips_per_video, "crops": self.spatial_crops, "stride": self.frame_stride}
             per_video = self.clips_per_video * self.spatial_crops
-            feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records,
+            feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records, weights=key,
                                     index_fn=index_fn, view_fn=view_fn, device=rt.device,
                                     batch_size=max(1, self.feature_batch_size // per_video),
                                     num_workers=rt.num_workers, skipped_log=rt.skipped_log,
                                     precision_ctx=rt.precision_ctx, progress=rt.progress)
-            self._features[key] = {**feats, "index": {r.path: i for i, r in enumerate(records)}}
+            index = {r.path: i for i, r in enumerate(records)}
+            rows = lambda recs: torch.tensor([index[r.path] for r in recs if feats["valid"][index[r.path]]])
+            split_rows = {s: (rows(train), rows(test)) for s, (train, test) in self.splits.items()}
+            self._features[key] = {**feats, "rows": split_rows}
         return self._features[key]
-
-    def split_rows(self, encoder, split: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Rows of :meth:`frozen_features` of ``split``'s train and test videos that decoded."""
-        f = self.frozen_features(encoder)
-        train, test = self.splits[split]
-        rows = lambda recs: torch.tensor([f["index"][r.path] for r in recs if f["valid"][f["index"][r.path]]])
-        return rows(train), rows(test)

@@ -56,8 +56,11 @@ def extract(encoder, records, index_fn, view_fn, device, batch_size: int, num_wo
     return {"features": feats, "labels": labels, "valid": valid}
 
 
-def cached_features(cache_dir: Path, key_parts: Dict, encoder, records: List, **kw) -> Dict[str, torch.Tensor]:
-    key = hashlib.sha1(json.dumps({**key_parts, "weights": weights_hash(encoder),
+def cached_features(cache_dir: Path, key_parts: Dict, encoder, records: List, weights: Optional[str] = None,
+                    **kw) -> Dict[str, torch.Tensor]:
+    """:func:`extract`, cached on disk under a key of ``key_parts``, the encoder's weights (their
+    :func:`weights_hash`, or ``weights`` where the caller already has it) and the videos."""
+    key = hashlib.sha1(json.dumps({**key_parts, "weights": weights or weights_hash(encoder),
                                    "videos": [r.path for r in records]}, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"features_{key}.pt"
     if path.exists():

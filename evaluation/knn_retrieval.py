@@ -34,8 +34,7 @@ def knn_protocol(encoder, cfg, data):
     """``eval.knn``: per split, test videos query train videos (features averaged over a video's clips)."""
     f = data.frozen_features(encoder)
     out = {}
-    for split in data.splits:
-        train, test = data.split_rows(encoder, split)
+    for split, (train, test) in f["rows"].items():
         out[split] = knn_retrieval(f["features"][train].mean(1), f["labels"][train], f["features"][test].mean(1),
                                    f["labels"][test], list(cfg.recall_at), cfg.k, data.num_classes)
     return out

@@ -59,8 +59,7 @@ def linear_protocol(encoder, cfg, data):
     train video a sample; probabilities averaged per test video)."""
     f = data.frozen_features(encoder)
     out = {}
-    for split in data.splits:
-        train, test = data.split_rows(encoder, split)
+    for split, (train, test) in f["rows"].items():
         out[split] = {"top1": linear_probe(f["features"], f["labels"], train, test, data.num_classes, cfg.epochs, cfg.lr,
                                            cfg.batch_size, cfg.weight_decay, data.seed)}
     return out
