@@ -89,6 +89,19 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([_ContiguousGrad.apply(piece) for piece in all_gather(x)], dim=0)
 
 
+@torch.no_grad()
+def feature_shapes(encoder: nn.Module) -> Dict[str, torch.Size]:
+    """The shape of each named map of ``encoder`` at its own input (``encoder.input_shape``): two
+    zero clips in evaluation mode, so no batch-norm statistic moves; the mode is restored."""
+    was = encoder.training
+    encoder.eval()
+    try:
+        t, h, w = encoder.input_shape
+        return {k: v.shape for k, v in encoder(torch.zeros(2, 3, t, h, w)).items()}
+    finally:
+        encoder.train(was)
+
+
 def cosine_momentum(base: float, step: int, total: int) -> float:
     """BYOL's schedule: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, from base to 1."""
     return 1 - (1 - base) * (math.cos(math.pi * min(step, total) / max(total, 1)) + 1) / 2

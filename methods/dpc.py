@@ -32,7 +32,7 @@ from torch import nn
 
 from benchmark.data.samplers import RhoClips
 from benchmark.errors import UserError
-from methods.base import Method, MethodConfig, gather_with_grad, rank, register_method
+from methods.base import Method, MethodConfig, feature_shapes, gather_with_grad, rank, register_method
 from methods.losses import dpc_logits
 
 
@@ -101,16 +101,11 @@ class DPC(Method):
         super().__init__(encoder, cfg, num_classes)
         if not cfg.track_running_stats:
             use_batch_statistics(encoder)
-        t, h, w = encoder.input_shape
-        with torch.no_grad():
-            was = encoder.training
-            encoder.train()  # batch statistics: a probe of one clip would not normalise in eval mode without them
-            maps = encoder(torch.zeros(2, 3, t, h, w))
-            encoder.train(was)
-        if cfg.feature_map not in maps or cfg.feature_map == "global" or maps[cfg.feature_map].dim() != 5:
+        shapes = feature_shapes(encoder)
+        if cfg.feature_map not in shapes or len(shapes[cfg.feature_map]) != 5:
             from benchmark.errors import unknown_choice
-            raise unknown_choice("method.feature_map", cfg.feature_map, [k for k, v in maps.items() if v.dim() == 5])
-        d = maps[cfg.feature_map].shape[1]
+            raise unknown_choice("method.feature_map", cfg.feature_map, [k for k, v in shapes.items() if len(v) == 5])
+        d = shapes[cfg.feature_map][1]
         self.aggregator = ConvGRUCell(d, d, 1)
         self.gru_dropout = nn.Dropout(cfg.gru_dropout)
         self.predictor = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))

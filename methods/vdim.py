@@ -25,7 +25,7 @@ from torch import nn
 from benchmark.config import VDIMViewConfig
 from benchmark.data.samplers import VDIMViews
 from benchmark.errors import UserError
-from methods.base import Method, MethodConfig, gather_with_grad, rank, register_method
+from methods.base import Method, MethodConfig, feature_shapes, gather_with_grad, rank, register_method
 from methods.heads import LocalMLP
 from methods.losses import vdim_nce
 
@@ -70,12 +70,7 @@ class VDIM(Method):
         if cfg.symmetric:
             self.pairs += [p for p in ((jp, j) for j in cfg.antecedent for jp in cfg.consequent) if p not in self.pairs]
         layers = sorted({l for p in self.pairs for l in p})
-        with torch.no_grad():
-            was = encoder.training
-            encoder.eval()
-            t, h, w = encoder.input_shape
-            shapes = {k: v.shape for k, v in encoder(torch.zeros(1, 3, t, h, w)).items()}
-            encoder.train(was)
+        shapes = feature_shapes(encoder)
         unknown = [l for l in layers if l not in shapes or l == "global"]
         if unknown:
             from benchmark.errors import unknown_choice
