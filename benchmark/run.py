@@ -24,7 +24,7 @@ from benchmark.allocator import use_allocator
 from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.data.datasets import count_skipped
-from benchmark.data.pipeline import batch_augment, records_for, train_views
+from benchmark.data.pipeline import batch_augment, records_for, train_view_fn
 from benchmark.distributed import (agree_on_run_dir, check_sync_bn, export_launcher_env, init_distributed,
                                    leave_process_group, resolve_device)
 from benchmark.trainer import MetricsLog, PretrainData, check_trainer_numbers, pretrain
@@ -117,9 +117,9 @@ def pretraining_views(cfg, method_cls):
     if not method_cls.pretrains:
         return None
     sampler = method_cls.clip_sampler(cfg.method, cfg.encoder)
-    index_fn, view_fn = train_views(sampler, cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
+    view_fn = train_view_fn(cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
     on_device = batch_augment(cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
-    return PretrainData([], index_fn, view_fn, on_device, sampler.clips)
+    return PretrainData([], sampler, view_fn, on_device)
 
 
 def run(cfg) -> dict:

@@ -64,10 +64,9 @@ class PretrainData:
     """What one pretraining run reads: the videos, the method's sampler and views, and the
     trainer's half of device-side augmentation (None: the workers augment)."""
     records: List
-    index_fn: Callable
+    sampler: Callable  # a sampler of benchmark.data.samplers: (frames, rng) -> each clip's indices; .clips
     view_fn: Callable
     on_device: Optional[Callable]
-    clips_per_sample: int
 
 
 @dataclass
@@ -315,7 +314,7 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
                                                                   loss=float("nan") if loss is None else loss,
                                                                   fingerprint=fp))
 
-    stream = PretrainStream(records, data.index_fn, data.view_fn, batch_size=t.batch_size, steps=t.steps, seed=cfg.seed,
+    stream = PretrainStream(records, data.sampler, data.view_fn, batch_size=t.batch_size, steps=t.steps, seed=cfg.seed,
                             start_step=start, rank=dist_info.rank, world_size=dist_info.world_size,
                             skipped_log=skipped_log)
     settings = LoopSettings(steps=t.steps, precision=t.precision, grad_clip=t.grad_clip,
@@ -323,7 +322,7 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
                             num_workers=t.num_workers, progress=t.progress, desc=f"pretrain {cfg.method.name}",
                             adaptive_threads=t.adaptive_threads, threads=t.threads, seed=cfg.seed,
                             diverged_hint="try a lower trainer.lr or trainer.precision=fp32")
-    clips_per_step = t.batch_size * dist_info.world_size * data.clips_per_sample
+    clips_per_step = t.batch_size * dist_info.world_size * data.sampler.clips
     last_loss, seconds, threads_used = train_steps(
         model, stream, opt, sched, scaler, device, settings, start, hooks=method, on_device=data.on_device,
         clips_per_step=clips_per_step, rank=dist_info.rank, show=dist_info.is_main, save=save,

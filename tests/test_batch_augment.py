@@ -131,15 +131,13 @@ def test_workers_send_cropped_uint8_clips_and_the_trainer_finishes_them():
     """The two halves of augment_on=device give the model input the workers' path gives: same
     shape and dtype, normalised, and the same augmentation when both are switched off."""
     from benchmark.config import EncoderConfig
-    from benchmark.data.pipeline import batch_augment, train_views
-    from benchmark.data.samplers import RhoClips
+    from benchmark.data.pipeline import batch_augment, train_view_fn
 
     enc = EncoderConfig(name="vdim_small", frames=4, size=16)
     augment = _aug(crop_size=16, crop_area=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip_p=0.0)
-    sampler = RhoClips(2, 4, 1)
     frames = torch.randint(0, 255, (4, 16, 16, 3), dtype=torch.uint8)
-    _, worker_view = train_views(sampler, augment, enc, "device")
-    _, full_view = train_views(sampler, augment, enc, "workers")
+    worker_view = train_view_fn(augment, enc, "device")
+    full_view = train_view_fn(augment, enc, "workers")
     half = worker_view(frames, 0)
     assert half.dtype == torch.uint8 and half.shape == (3, 4, 16, 16)
     finish = batch_augment(augment, enc, "device")
@@ -148,7 +146,7 @@ def test_workers_send_cropped_uint8_clips_and_the_trainer_finishes_them():
     assert got.dtype == want.dtype and torch.allclose(got, want, atol=1e-6)
     assert batch_augment(augment, enc, "workers") is None
     with pytest.raises(UserError, match="valid choices: device, workers"):
-        train_views(sampler, augment, enc, "gpu")
+        train_view_fn(augment, enc, "gpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

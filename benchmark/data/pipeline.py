@@ -16,6 +16,7 @@ from benchmark.data.batch_augment import BatchClipAugment, check_augment_on
 from benchmark.data.splits import VideoRecord, load_split
 from benchmark.errors import UserError
 
+
 def dataset_root(ds) -> Path:
     if ds.name == "synthetic":
         from benchmark.data.synthetic import ensure_synthetic
@@ -54,17 +55,14 @@ def spatial_view(spatial, frames: torch.Tensor, k: int = 0) -> torch.Tensor:
     return spatial(frames.permute(0, 3, 1, 2)).permute(1, 0, 2, 3).contiguous()
 
 
-def train_views(sampler, augment, encoder, augment_on: str = "workers"):
-    """``(index_fn, view_fn)`` of a pretraining sample: the method's ``sampler`` (frame indices of
-    every clip, :mod:`benchmark.data.samplers`) and the view function of its ``augment``; with
-    ``augment_on="device"`` the views leave the workers cropped but not yet coloured, blurred or
-    normalised (:func:`batch_augment`)."""
+def train_view_fn(augment, encoder, augment_on: str = "workers"):
+    """The view function of a pretraining clip under ``augment`` (decoded frames in, model input
+    out); with ``augment_on="device"`` the views leave the workers cropped but not yet coloured,
+    blurred or normalised (:func:`batch_augment`)."""
     check_augment_on(augment_on, augment)
     if augment_on == "device":
-        view_fn = partial(spatial_view, v2.Compose(spatial_ops(augment, encoder.size)))
-    else:
-        view_fn = partial(augmented_view, build_clip_augment(augment, encoder.size), augment.color)
-    return sampler, view_fn
+        return partial(spatial_view, v2.Compose(spatial_ops(augment, encoder.size)))
+    return partial(augmented_view, build_clip_augment(augment, encoder.size), augment.color)
 
 
 def batch_augment(augment, encoder, augment_on: str):

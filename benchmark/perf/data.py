@@ -28,10 +28,10 @@ def perf_method_config(cfg, mname: str, **augment):
 
 def pretrain_sampler(cfg, mname: str, augment_on: str = "workers", **augment):
     """``(index_fn, view_fn)`` of method ``mname``'s pretraining sampler (:func:`perf_method_config`)."""
-    from benchmark.data.pipeline import train_views
+    from benchmark.data.pipeline import train_view_fn
     from methods import method_class
     mcfg = perf_method_config(cfg, mname, **augment)
-    return train_views(method_class(mname).clip_sampler(mcfg, cfg.encoder), mcfg.augment, cfg.encoder, augment_on)
+    return method_class(mname).clip_sampler(mcfg, cfg.encoder), train_view_fn(mcfg.augment, cfg.encoder, augment_on)
 
 
 def section_data(cfg, rows, device):
