@@ -63,6 +63,14 @@ def kview_indices(num_frames: int, frames: int, views: int, downsample: int = 1,
     return [np.minimum(i, max(num_frames - 1, 0)) for i in idx]
 
 
+def check_rho_clips(rho: int, frames: int, stride: int) -> None:
+    """At least one clip per video, and clips of at least one frame at a stride of at least one."""
+    if rho < 1:
+        raise UserError(f"bad rho {rho}: need at least 1 clip per video")
+    if frames <= 0 or stride <= 0:
+        raise UserError(f"bad clip length {frames} x stride {stride}: both must be >= 1")
+
+
 def rho_clip_indices(num_frames: int, rho: int, frames: int, stride: int, rng: np.random.Generator,
                      max_distance: Optional[int] = None) -> List[np.ndarray]:
     """rho clips of ``frames`` frames at ``stride``; starts independent and uniform.
@@ -70,10 +78,7 @@ def rho_clip_indices(num_frames: int, rho: int, frames: int, stride: int, rng: n
     Clips may overlap. With ``max_distance`` every start lies within that many frames of
     the first clip's start. Short videos start at 0 and repeat their last frame.
     """
-    if rho < 1:
-        raise UserError(f"bad rho {rho}: need at least 1 clip per video")
-    if frames <= 0 or stride <= 0:
-        raise UserError(f"bad clip length {frames} x stride {stride}: both must be >= 1")
+    check_rho_clips(rho, frames, stride)
     span = (frames - 1) * stride + 1
     last_start = max(num_frames - span, 0)
     starts = [int(rng.integers(0, last_start + 1))]
@@ -125,10 +130,7 @@ class RhoClips:
         return cls(clips.rho, clips.frames, clips.stride, clips.max_distance)
 
     def __post_init__(self):
-        if self.rho < 1:
-            raise UserError(f"bad rho {self.rho}: need at least 1 clip per video")
-        if self.frames < 1 or self.stride < 1:
-            raise UserError(f"bad clip length {self.frames} x stride {self.stride}: both must be >= 1")
+        check_rho_clips(self.rho, self.frames, self.stride)
 
     @property
     def clips(self) -> int:
