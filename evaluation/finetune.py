@@ -100,7 +100,7 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
     stream = PretrainStream(train_records, train_index, view_fn, ft.batch_size, ft.steps, seed + 17, start,
                             skipped_log=runtime.skipped_log)
     settings = LoopSettings(steps=ft.steps, precision=runtime.precision, grad_clip=ft.grad_clip,
-                            checkpoint_every=ft.checkpoint_every, log_every=ft.steps + 1, num_workers=runtime.num_workers,
+                            checkpoint_every=ft.checkpoint_every, num_workers=runtime.num_workers,
                             progress=runtime.progress, desc="finetune", seed=seed,
                             diverged_hint="try a lower eval.finetune.lr")
     train_steps(trained, stream, opt, sched, scaler, device, settings, start, checkpoint_path=str(ckpt),
