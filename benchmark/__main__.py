@@ -23,7 +23,8 @@ CONFIG_GROUPS = ("method", "encoder", "dataset", "eval", "trainer", "launcher", 
 
 
 def usage() -> str:
-    lines = ["usage: python -m benchmark <subcommand> [overrides] [--debug]", "", "subcommands:"]
+    lines = ["usage: python -m benchmark <subcommand> [overrides] [--debug]  |  python -m benchmark --version", "",
+             "subcommands:"]
     lines += [f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items()]
     lines += ["", "Each subcommand has --help. Hydra overrides: key=value, group=option, -m for sweeps.",
               "--debug (or HYDRA_FULL_ERROR=1) shows full tracebacks."]
@@ -49,6 +50,23 @@ def check_group_choices(args: list[str]) -> str | None:
     return None
 
 
+def with_method_encoder(args: list[str]) -> list[str]:
+    """``method=<name>`` alone (one method, no ``encoder=`` and no ``experiment=``) runs on that
+    method's ``default_encoder`` where it declares one (:class:`methods.base.Method`), as
+    ``method=dpc`` runs on DPC's 2D-3D ResNet-18. A sweep over several methods keeps the run's
+    default encoder: name the encoder there."""
+    keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[1] for a in args if "=" in a and not a.startswith("-")}
+    name = keys.get("method")
+    if not name or "," in name or "encoder" in keys or "experiment" in keys:
+        return args
+    from methods import METHODS
+    default = getattr(METHODS.get(name), "default_encoder", None)
+    if not default:
+        return args
+    at = next(i for i, a in enumerate(args) if a.lstrip("+~").startswith("method="))
+    return [*args[:at + 1], f"encoder={default}", *args[at + 1:]]  # beside it: Hydra takes overrides before its flags
+
+
 def check_before_work(sub: str, args: list[str]) -> str | None:
     """Every override names a key of the config, and a run's ``results_dir`` can be written,
     before Hydra makes a run folder or any work starts; the problem in one line, else None."""
@@ -71,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in argv:
         argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    if argv[:1] == ["--version"]:
+        from benchmark import __version__
+        print(f"vdim-bench {__version__}")
+        sys.exit(0)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0 if argv else 2)
@@ -86,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
     problem = check_group_choices(rest)
+    if sub in HYDRA_CONFIGS and not problem:
+        rest = with_method_encoder(rest)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

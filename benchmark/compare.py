@@ -290,7 +290,7 @@ def plot(tidy: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmark compare", description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results/runs", help="folder searched for result.json (default results/runs)")
     ap.add_argument("--format", choices=FORMATS,
@@ -299,7 +299,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--plot", help="write a bar chart of measured (95%% CI) vs reported values (PNG); "
                                    "the tables are then printed only if --format or --out asks for them")
     ap.add_argument("--paper-dir", default=str(PAPER_DIR), help=argparse.SUPPRESS)
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = argument_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if not Path(args.results).exists():
         print(f"error: results folder not found: {args.results}", file=sys.stderr)
         sys.exit(2)

@@ -31,6 +31,8 @@ class AugmentConfig:
     hue: float = MISSING
     jitter_impl: str = MISSING  # affine (one 3x3 colour map per clip) | torchvision (ColorJitter)
     grayscale_p: float = MISSING
+    grayscale: str = "luma"  # luma (ITU-R 601 grey) | channel (one random RGB channel copied to all three, DPC's RandomGray)
+    color_per: str = "clip"  # clip (one jitter and grey draw per clip) | frame (one per frame, DPC's consistent=False)
     blur_p: float = MISSING
     blur_sigma: List[float] = MISSING
     flip_p: float = MISSING
@@ -148,7 +150,7 @@ class LinearEvalConfig:
 
 @dataclass
 class FinetuneEvalConfig:
-    preset: str = "vdim"  # vdim (sec. 4.1) | rho (Feichtenhofer et al. sec. 5)
+    preset: str = "vdim"  # vdim (sec. 4.1) | rho (Feichtenhofer et al. sec. 5) | dpc (DPC's eval/test.py)
     steps: int = 200
     batch_size: int = 8
     lr: float = 1e-3
@@ -157,6 +159,10 @@ class FinetuneEvalConfig:
     weight_decay: float = 0.0
     decay_every: int = 3000
     decay_factor: float = 0.5
+    decay_at: List[int] = field(default_factory=list)  # steps of the decays; empty: every decay_every steps
+    backbone_lr_scale: float = 1.0  # the encoder's (and DPC's GRU's) rate over the head's
+    blocks: int = 8  # dpc: blocks per sample (num_seq)
+    window_stride: int = 4  # dpc: test windows' stride in blocks (num_seq // 2 on UCF-101)
     hidden_dim: int = 1024
     dropout: float = 0.2
     views: int = 4
@@ -181,6 +187,7 @@ class EvalConfig:
     frame_stride: int = 1
     spatial_crops: int = 1
     feature_batch_size: int = 32
+    bn_batches: int = 50  # an encoder pretrained without BN running statistics gets them from this many batches of training clips (evaluation/batch_norm.py)
     cache_dir: Optional[str] = None
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     finetune: FinetuneEvalConfig = field(default_factory=FinetuneEvalConfig)
@@ -227,7 +234,7 @@ class PerfConfig:
     repeats: int = 3
     workers: List[int] = field(default_factory=lambda: [0, 2])
     data_batches: int = 4
-    sections: List[str] = field(default_factory=lambda: ["data", "train", "efficiency", "eval", "scaling", "sharing"])
+    sections: List[str] = MISSING  # configs/perf.yaml lists them
     levers: List[str] = field(default_factory=lambda: ["channels_last", "compile", "one_thread", "allocator"])
     paper_resolution: bool = True
     paper_batch: int = 2
@@ -237,6 +244,8 @@ class PerfConfig:
     scaling_batches: List[int] = field(default_factory=lambda: [8, 16, 32])
     scaling_locations: List[int] = field(default_factory=lambda: [27, 125, 343])
     sharing_steps: int = 40
+    dpc_batch: int = 4
+    dpc_size: int = 128
 
 
 def register_schemas() -> None:

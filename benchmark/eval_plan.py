@@ -60,7 +60,7 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
     return EvalData(dataset=ds.name, splits=lists, classes=classes, encoder_name=cfg.encoder.name,
                     frames=cfg.encoder.frames, size=cfg.encoder.size, clips_per_video=ev.clips_per_video,
                     spatial_crops=ev.spatial_crops, frame_stride=ev.frame_stride,
-                    feature_batch_size=ev.feature_batch_size, seed=cfg.seed, test_clips=test_clips)
+                    feature_batch_size=ev.feature_batch_size, bn_batches=ev.bn_batches, seed=cfg.seed, test_clips=test_clips)
 
 
 def eval_runtime(cfg, device, run_dir: Path, skipped_log: str) -> EvalRuntime:

@@ -63,8 +63,10 @@ def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, mom
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, decay_every: int = 0,
-              decay_factor: float = 0.5) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule."""
+              decay_factor: float = 0.5, decay_at=()) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule
+    (``step``: ``decay_factor`` once per ``decay_every`` steps, or once at each step of ``decay_at``
+    where that is given, as ``MultiStepLR``)."""
     if warmup and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
@@ -72,12 +74,16 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, decay_every
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
     if schedule == "step":
+        if decay_at:
+            return decay_factor ** sum(step >= m for m in decay_at)
         return decay_factor ** ((step // decay_every) if decay_every else 0)
     from benchmark.errors import unknown_choice
     raise unknown_choice("schedule", schedule, SCHEDULES)
 
 
-def build_scheduler(optimizer, total: int, schedule: str, warmup: int = 0, decay_every: int = 0, decay_factor: float = 0.5):
+def build_scheduler(optimizer, total: int, schedule: str, warmup: int = 0, decay_every: int = 0, decay_factor: float = 0.5,
+                    decay_at=()):
     lr_factor(0, total, schedule, warmup, decay_every, decay_factor)  # validates the name
+    decay_at = tuple(decay_at)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, schedule, warmup, decay_every, decay_factor))
+        optimizer, lambda s: lr_factor(s, total, schedule, warmup, decay_every, decay_factor, decay_at))

@@ -20,6 +20,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from benchmark import __version__
 from benchmark.allocator import use_allocator
 from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
@@ -167,7 +168,7 @@ def run(cfg) -> dict:
         eval_data.runtime = eval_runtime(cfg, device, run_dir, skipped_log)
         evals = evaluate(encoder, list(cfg.eval.protocols), cfg.eval, eval_data)
     result = {
-        "run_id": run_dir.name, "created": created, "git_commit": git_commit(),
+        "run_id": run_dir.name, "created": created, "version": __version__, "git_commit": git_commit(),
         "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
         "params_reported_m": cfg.encoder.get("params_reported_m"),
         "gflops_per_clip": round(gflops, 3),

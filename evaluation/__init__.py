@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 # the least value of each evaluation count (rates: above 0)
 EVAL_MINIMUMS = {"clips_per_video": 1, "feature_batch_size": 1, "linear.epochs": 1, "linear.batch_size": 1,
-                 "finetune.steps": 1, "finetune.batch_size": 1, "knn.k": 1}
+                 "finetune.steps": 1, "finetune.batch_size": 1, "finetune.blocks": 1, "finetune.window_stride": 1,
+                 "knn.k": 1, "bn_batches": 1}
 
 
 def check_eval_config(ev, dataset_format: str) -> None:

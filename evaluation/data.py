@@ -47,6 +47,7 @@ class EvalData:
     spatial_crops: int = 1
     frame_stride: int = 1
     feature_batch_size: int = 32
+    bn_batches: int = 50  # batches of training clips that estimate an encoder's missing BN statistics (evaluation/batch_norm.py)
     seed: int = 0
     test_clips: Optional[Tuple] = None  # (index_fn, view_fn) of the test clips, built when the data is planned
     runtime: EvalRuntime = field(default_factory=EvalRuntime)
@@ -68,24 +69,57 @@ class EvalData:
                 by_path.setdefault(r.path, r)
         return list(by_path.values())
 
+    def test_clip_fns(self) -> Tuple:
+        """``(index_fn, view_fn)`` of the test clips, built once."""
+        from benchmark.data.pipeline import eval_sampler
+        if self.test_clips is None:
+            self.test_clips = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride)
+        return self.test_clips
+
+    def with_population_statistics(self, encoder):
+        """``encoder`` with BN population statistics estimated over the test-style clips of the first
+        split's training videos, in a fixed shuffled order (no labels are read)."""
+        from torch.utils.data import DataLoader
+
+        from benchmark.data.datasets import VideoClipsDataset, collate_skip_none
+        from evaluation.batch_norm import with_population_statistics
+        train = next(iter(self.splits.values()))[0]
+        rt = self.runtime
+        per_video = self.clips_per_video * self.spatial_crops
+        loader = DataLoader(VideoClipsDataset(train, *self.test_clip_fns(), rt.skipped_log),
+                            batch_size=max(1, self.feature_batch_size // per_video), shuffle=True,
+                            generator=torch.Generator().manual_seed(self.seed), num_workers=rt.num_workers,
+                            collate_fn=collate_skip_none)
+
+        def clips():
+            while True:
+                decoded = 0
+                for batch in loader:
+                    if batch is not None:
+                        decoded += 1
+                        yield batch["clips"].flatten(0, 1).to(rt.device)  # fp32: statistics at full precision
+                if not decoded:
+                    raise RuntimeError("no training video decoded for the batch-norm statistics")
+        return with_population_statistics(encoder.to(rt.device), clips(), min(self.bn_batches, len(loader)))
+
     def frozen_features(self, encoder) -> Dict[str, Any]:
         """The frozen encoder's features of :meth:`videos` (``[N, clips x crops, D]``), extracted once
         per encoder state and shared by the protocols that read them (linear probe, kNN), with
         ``rows``: each split's train and test rows of the videos that decoded."""
+        from evaluation.batch_norm import lacks_running_statistics
         from evaluation.features import cached_features, weights_hash
-        from benchmark.data.pipeline import eval_sampler
         key = weights_hash(encoder)
         if key not in self._features:
             records = self.videos()
-            if self.test_clips is None:
-                self.test_clips = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride)
-            index_fn, view_fn = self.test_clips
+            index_fn, view_fn = self.test_clip_fns()
+            if lacks_running_statistics(encoder):
+                encoder = self.with_population_statistics(encoder)
             rt = self.runtime
             settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.size,
                         "clips": self.clips_per_video, "crops": self.spatial_crops, "stride": self.frame_stride}
             per_video = self.clips_per_video * self.spatial_crops
-            feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records, weights=key,
-                                    index_fn=index_fn, view_fn=view_fn, device=rt.device,
+            feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records,
+                                    weights=weights_hash(encoder), index_fn=index_fn, view_fn=view_fn, device=rt.device,
                                     batch_size=max(1, self.feature_batch_size // per_video),
                                     num_workers=rt.num_workers, skipped_log=rt.skipped_log,
                                     precision_ctx=rt.precision_ctx, progress=rt.progress)

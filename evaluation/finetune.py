@@ -6,6 +6,13 @@
   Adam lr 1e-3 decayed by 0.5 every N steps, Lab dropout, no downsampling.
 * ``rho`` (Feichtenhofer et al. 2021, sec. 5): one clip, dropout 0.8 and a linear layer,
   SGD with step decay.
+* ``dpc`` (Han et al. 2019; official ``eval/model_3d_lc.py`` and ``eval/test.py``): ``blocks``
+  blocks of ``frames`` frames at the data's frame stride, each through the encoder (its last
+  local map, ReLU, averaged over time), a ConvGRU over the blocks (kernel 1, dropout 0.1), its
+  last hidden state averaged over space, BatchNorm1d, dropout 0.5, linear; Adam 1e-3, weight
+  decay 1e-3, the encoder and GRU at ``backbone_lr_scale`` of the rate (``--train_what ft``:
+  0.1), decayed by 0.1 at ``decay_at``. Test: the video cut into non-overlapping blocks, windows
+  of ``blocks`` blocks every ``window_stride`` blocks, softmax averaged per video.
 
 The clips' augmentation is ``eval.finetune.augment``, whatever the encoder was pretrained with.
 Test: ``clips_per_video`` windows per video, probabilities averaged per video. Each split
@@ -28,13 +35,14 @@ from benchmark.data import samplers
 from benchmark.data.augment import build_clip_augment, build_eval_transform
 from benchmark.data.datasets import PretrainStream, VideoClipsDataset, collate_skip_none
 from benchmark.data.pipeline import augmented_view
-from benchmark.errors import unknown_choice
+from benchmark.errors import UserError, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
 from benchmark.trainer import LoopSettings, new_scaler, resume_training, train_steps, training_state
 from evaluation.aggregate import average_per_video, top1
+from evaluation.batch_norm import track_running_statistics
 from evaluation.protocols import register_protocol
 
-PRESETS = ("vdim", "rho")
+PRESETS = ("vdim", "rho", "dpc")
 
 
 class ClipClassifier(nn.Module):
@@ -51,6 +59,37 @@ class ClipClassifier(nn.Module):
         b, k = clips.shape[:2]
         g = self.encoder(clips.flatten(0, 1))["global"].view(b, k * self.encoder.global_dim)
         return self.head(g.float())
+
+
+class BlockSequenceClassifier(nn.Module):
+    """DPC's ``LC`` (``eval/model_3d_lc.py``): ``[B, 1, 3, N SL, H, W]`` clips of N blocks back to back;
+    the encoder's last local map per block (ReLU, time average), a ConvGRU over the N blocks,
+    the last hidden state averaged over space, BatchNorm1d, dropout and linear."""
+
+    def __init__(self, encoder: nn.Module, blocks: int, num_classes: int, dropout: float):
+        super().__init__()
+        from methods.base import feature_shapes
+        from methods.dpc import ConvGRU, orthogonal_init
+        maps = [k for k, v in feature_shapes(encoder).items() if len(v) == 5]
+        if not maps:
+            raise UserError("eval.finetune.preset=dpc needs an encoder with a local [B, D, T, H, W] map")
+        self.encoder, self.blocks, self.feature_map = encoder, blocks, maps[-1]
+        d = feature_shapes(encoder)[self.feature_map][1]
+        self.aggregator = ConvGRU(d, d, 1, 0.1)
+        self.bn = nn.BatchNorm1d(d)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes))
+        orthogonal_init(self.head)
+
+    def backbone_parameters(self) -> list:
+        return [*self.encoder.parameters(), *self.aggregator.parameters()]
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        from methods.dpc import as_blocks, block_maps
+        f = F.relu(block_maps(self.encoder, as_blocks(clips.flatten(0, 1), self.blocks), self.feature_map))
+        hidden = None
+        for i in range(f.shape[1]):
+            hidden = self.aggregator(f[:, i], hidden)
+        return self.head(self.bn(hidden.mean((2, 3)).float()))
 
 
 class ClassificationLoss(nn.Module):
@@ -73,30 +112,77 @@ def views_of(ft) -> int:
     return ft.views if ft.preset == "vdim" else 1
 
 
+def build_classifier(encoder, ft, num_classes: int) -> nn.Module:
+    if ft.preset == "dpc":
+        return BlockSequenceClassifier(encoder, ft.blocks, num_classes, ft.dropout)
+    return ClipClassifier(encoder, views_of(ft), num_classes, ft.hidden_dim if ft.preset == "vdim" else 0, ft.dropout)
+
+
+def parameter_groups(model: nn.Module, ft) -> list:
+    """The encoder (and DPC's GRU) at ``backbone_lr_scale`` of the rate, the head at the rate."""
+    backbone = model.backbone_parameters() if hasattr(model, "backbone_parameters") else list(model.encoder.parameters())
+    ids = {id(p) for p in backbone}
+    return [{"params": backbone, "lr_scale": ft.backbone_lr_scale},
+            {"params": [p for p in model.parameters() if id(p) not in ids]}]
+
+
+def train_index_fn(ft, frames: int, frame_stride: int):
+    """One training sample's frames: K consecutive views (vdim, rho), or one clip of ``blocks``
+    blocks at the frame stride (dpc), from a random start."""
+    if ft.preset == "dpc":
+        span = ft.blocks * frames
+
+        def dpc_index(n, rng):
+            start_f = int(rng.integers(0, max(n - (span - 1) * frame_stride - 1, 0) + 1))
+            return samplers.kview_indices(n, span, 1, frame_stride, start_f)
+        return dpc_index
+    views = views_of(ft)
+
+    def kview_index(n, rng):  # K consecutive views from a random start (sec. 4.1)
+        start_f = int(rng.integers(0, max(n - frames * views, 0) + 1))
+        return samplers.kview_indices(n, frames, views, 1, start_f)
+    return kview_index
+
+
+def dpc_test_windows(n: int, frames: int, blocks: int, window_stride: int, frame_stride: int) -> list:
+    """DPC's test clips (``eval/dataset_3d_lc.py``): the video's frames at ``frame_stride`` cut into
+    non-overlapping blocks of ``frames``; windows of ``blocks`` blocks every ``window_stride`` blocks
+    (at least one window: a short video's last frame repeats)."""
+    total = len(range(0, n, frame_stride)) // frames
+    starts = range(0, max(total - blocks, 0) + 1, window_stride)
+    return [samplers.kview_indices(n, blocks * frames, 1, frame_stride, s * frames * frame_stride)[0] for s in starts]
+
+
+def test_index_fn(ft, frames: int, clips_per_video: int, frame_stride: int):
+    """A test video's clips, each a ``[views]`` group of the classifier's input."""
+    if ft.preset == "dpc":
+        return lambda n, rng: dpc_test_windows(n, frames, ft.blocks, ft.window_stride, frame_stride)
+    views = views_of(ft)
+
+    def windows(n, rng):  # clips_per_video windows of K views each
+        starts = np.linspace(0, max(n - frames * views, 0), clips_per_video).round().astype(int)
+        return [v for s in starts for v in samplers.kview_indices(n, frames, views, 1, int(s))]
+    return windows
+
+
 def finetune_split(encoder, ft, train_records, test_records, num_classes: int, frames: int, size: int,
-                   clips_per_video: int, runtime, out_dir: Path, seed: int) -> float:
+                   clips_per_video: int, runtime, out_dir: Path, seed: int, frame_stride: int = 1) -> float:
     """Fine-tune a copy of ``encoder`` on ``train_records``; top-1 (%) on ``test_records``."""
     check_finetune(ft)
     device = runtime.device
     views = views_of(ft)
-    hidden = ft.hidden_dim if ft.preset == "vdim" else 0
     torch.manual_seed(seed)  # the same head and dropout masks for the same seed, on every split
-    model = ClipClassifier(copy.deepcopy(encoder), views, num_classes, hidden, ft.dropout).to(device)
+    model = build_classifier(track_running_statistics(copy.deepcopy(encoder)), ft, num_classes).to(device)
     trained = ClassificationLoss(model)
-    opt = build_optimizer(ft.optimizer, model.parameters(), ft.lr, ft.weight_decay, ft.momentum)
-    sched = build_scheduler(opt, ft.steps, "step", 0, ft.decay_every, ft.decay_factor)
+    opt = build_optimizer(ft.optimizer, parameter_groups(model, ft), ft.lr, ft.weight_decay, ft.momentum)
+    sched = build_scheduler(opt, ft.steps, "step", 0, ft.decay_every, ft.decay_factor, ft.decay_at)
     scaler = new_scaler(device, runtime.precision)
     ckpt = out_dir / "last.pt"
     start = 0
     if runtime.resume and ckpt.exists():  # dropout masks continue as if never stopped (the RNG is restored)
         start = int(resume_training(ckpt, model, opt, sched, scaler, "the fine-tuning classifier")["step"])
     view_fn = partial(augmented_view, build_clip_augment(ft.augment, size), ft.augment.color)
-
-    def train_index(n, rng):  # K consecutive views from a random start (sec. 4.1)
-        span = frames * views
-        start_f = int(rng.integers(0, max(n - span, 0) + 1))
-        return samplers.kview_indices(n, frames, views, 1, start_f)
-
+    train_index = train_index_fn(ft, frames, frame_stride)
     stream = PretrainStream(train_records, train_index, view_fn, ft.batch_size, ft.steps, seed + 17, start,
                             skipped_log=runtime.skipped_log)
     settings = LoopSettings(steps=ft.steps, precision=runtime.precision, grad_clip=ft.grad_clip,
@@ -105,31 +191,29 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
                             diverged_hint="try a lower eval.finetune.lr")
     train_steps(trained, stream, opt, sched, scaler, device, settings, start, checkpoint_path=str(ckpt),
                 save=lambda step, loss: save_checkpoint(ckpt, training_state(model, opt, sched, scaler, step)))
-    # test: clips_per_video windows of K views each
     tf = build_eval_transform(size, ft.augment.color)
-
-    def test_index(n, rng):
-        span = frames * views
-        starts = np.linspace(0, max(n - span, 0), clips_per_video).round().astype(int)
-        return [v for s in starts for v in samplers.kview_indices(n, frames, views, 1, int(s))]
-
-    ds = VideoClipsDataset(test_records, test_index, partial(augmented_view, tf, ft.augment.color), runtime.skipped_log)
+    ds = VideoClipsDataset(test_records, test_index_fn(ft, frames, clips_per_video, frame_stride),
+                           partial(augmented_view, tf, ft.augment.color), runtime.skipped_log)
     model.eval()
     probs, vids, labels = [], [], torch.tensor([r.label for r in test_records])
-    with torch.no_grad():
-        for batch in DataLoader(ds, batch_size=2, num_workers=runtime.num_workers, collate_fn=collate_skip_none):
+    with torch.no_grad():  # one video a batch: DPC's windows per video vary with its length
+        for batch in DataLoader(ds, batch_size=1, num_workers=runtime.num_workers, collate_fn=collate_skip_none):
             if batch is None:
                 continue
-            b = batch["clips"].shape[0]
-            clips = batch["clips"].view(b * clips_per_video, views, *batch["clips"].shape[2:]).to(device)
+            clips = batch["clips"][0]
+            clips = clips.view(clips.shape[0] // views, views, *clips.shape[1:]).to(device)
             with runtime.precision_ctx:
                 probs.append(F.softmax(model(clips).float(), 1).cpu())
-            vids.append(batch["index"].repeat_interleave(clips_per_video))
+            vids.append(batch["index"].repeat(len(clips)))
     return top1(average_per_video(torch.cat(probs), torch.cat(vids), len(test_records)), labels)
 
 
 def describe_finetune(ft, data):
-    return {"finetune_preset": ft.preset, "test_protocol": f"{data.clips_per_video} clips x {views_of(ft)} views"}
+    if ft.preset == "dpc":
+        test = f"windows of {ft.blocks} blocks every {ft.window_stride}"
+    else:
+        test = f"{data.clips_per_video} clips x {views_of(ft)} views"
+    return {"finetune_preset": ft.preset, "test_protocol": test}
 
 
 @register_protocol("finetune", describe=describe_finetune, check=check_finetune)
@@ -138,5 +222,6 @@ def finetune_protocol(encoder, ft, data):
     rt = data.runtime
     out_root = (rt.run_dir or Path(".")) / "finetune"
     return {split: {"top1": finetune_split(encoder, ft, train, test, data.num_classes, data.frames, data.size,
-                                           data.clips_per_video, rt, out_root / f"split{split}", data.seed)}
+                                           data.clips_per_video, rt, out_root / f"split{split}", data.seed,
+                                           data.frame_stride)}
             for split, (train, test) in data.splits.items()}

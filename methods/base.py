@@ -11,6 +11,8 @@ A method is one module under ``methods/`` holding a :class:`Method` subclass dec
   (:mod:`benchmark.data.samplers`; its ``clips`` is the clips per sample), or None;
 * ``pretrains`` (False: evaluated as initialised), ``uses_labels`` (pretrains on the labelled
   train list, and is evaluated on its own split only) and ``min_batch_size``;
+* ``default_encoder``: the encoder ``python -m benchmark run method=<name>`` picks when the
+  command names no ``encoder=`` and no ``experiment=`` (None: the run's default encoder);
 * ``forward(views, labels) -> dict`` with ``"loss"``, and the optional hooks
   ``param_groups``, ``set_epoch_steps``, ``before_optimizer_step`` and ``after_optimizer_step``.
 
@@ -136,6 +138,7 @@ class Method(nn.Module):
     # the fewest clips a pretraining batch may hold: batch norm's statistics in training need two
     # samples per channel, and a contrastive loss needs another video as a negative
     min_batch_size: int = 2
+    default_encoder: str | None = None  # e.g. DPC's own 2D-3D ResNet
     momentum_base: float = 0.0
 
     @classmethod

@@ -13,13 +13,19 @@ every other; ``top1`` is how often the positive scores highest.
 
 Batch norm: DPC pretrains with ``track_running_stats=False`` (every BN normalises by its batch,
 also when the frozen encoder is evaluated); ``track_running_stats: true`` keeps running
-statistics, which the official code's author reports to work better.
+statistics, which the official code's author reports to work better. An encoder pretrained
+without them gets them back before it is evaluated (:mod:`evaluation.batch_norm`: population
+statistics over training clips for the frozen protocols; learnt by fine-tuning, as DPC's own
+fine-tuning builds its backbone with running statistics).
 
 Layout: ``forward(views)`` takes ``views[0]`` as ``[B, N, C, SL, H, W]`` (the official layout), or
 as one clip ``[B, C, N SL, H, W]`` of the N blocks back to back, as the harness's sampler gives
 it (one ``RhoClips`` clip of N x SL frames: one crop and flip for the whole sample, as the
-official code crops and flips consistently). Departure: the harness draws colour jitter and grey
-once per clip, where the official code draws them per frame.
+official code crops and flips consistently). Colour jitter and grey are drawn per frame, grey as
+one random channel copied (``augment.color_per=frame``, ``augment.grayscale=channel``), as the
+official ``utils/augmentation.py`` does; departure: the harness jitters, then greys, where the
+official code greys first (saturation and hue leave a grey frame grey, so only a greyed frame's
+brightness and contrast are drawn differently).
 """
 from __future__ import annotations
 
@@ -67,6 +73,37 @@ class ConvGRUCell(nn.Module):
         return h * (1 - update) + candidate * update
 
 
+class ConvGRU(nn.Module):
+    """One-layer ConvGRU with dropout on the hidden state after every step, as the official
+    ``backbone/convrnn.py`` ``ConvGRU`` (``num_layers=1``, ``dropout=0.1``); orthogonal weights."""
+
+    def __init__(self, channels: int, hidden: int, kernel: int = 1, dropout: float = 0.1):
+        super().__init__()
+        self.cell = ConvGRUCell(channels, hidden, kernel)
+        self.dropout = nn.Dropout(dropout)
+        orthogonal_init(self.cell)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        return self.dropout(self.cell(x, h))
+
+
+def as_blocks(x: torch.Tensor, blocks: int) -> torch.Tensor:
+    """``[B, N, C, SL, H, W]`` from the official layout (returned as it is) or from one clip
+    ``[B, C, N SL, H, W]`` of the N blocks back to back."""
+    if x.dim() == 6:
+        return x
+    b, c, t, hh, ww = x.shape
+    return x.reshape(b, c, blocks, t // blocks, hh, ww).transpose(1, 2)
+
+
+def block_maps(encoder: nn.Module, x: torch.Tensor, feature_map: str) -> torch.Tensor:
+    """Each block of ``x [B, N, C, SL, H, W]`` through ``encoder``; its ``feature_map`` averaged over
+    the block's remaining time: ``[B, N, D, H', W']``."""
+    b, n = x.shape[:2]
+    f = encoder(x.flatten(0, 1))[feature_map].mean(2)
+    return f.reshape(b, n, *f.shape[1:])
+
+
 def orthogonal_init(module: nn.Module) -> None:
     """The official code's initialisation of the aggregator and predictor: weights orthogonal, biases 0."""
     for name, p in module.named_parameters():
@@ -89,6 +126,7 @@ def use_batch_statistics(encoder: nn.Module) -> None:
 class DPC(Method):
     name = "dpc"
     Config = DPCConfig
+    default_encoder = "r2d3d_18"  # the official backbone; `method=dpc` alone runs on it
 
     @classmethod
     def clip_sampler(cls, cfg, encoder_cfg):
@@ -106,40 +144,25 @@ class DPC(Method):
             from benchmark.errors import unknown_choice
             raise unknown_choice("method.feature_map", cfg.feature_map, [k for k, v in shapes.items() if len(v) == 5])
         d = shapes[cfg.feature_map][1]
-        self.aggregator = ConvGRUCell(d, d, 1)
-        self.gru_dropout = nn.Dropout(cfg.gru_dropout)
+        self.aggregator = ConvGRU(d, d, 1, cfg.gru_dropout)
         self.predictor = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))
-        orthogonal_init(self.aggregator)
         orthogonal_init(self.predictor)
 
-    def step(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
-        return self.gru_dropout(self.aggregator(x, h))  # dropout on the hidden state at every step
-
-    def blocks_of(self, views) -> torch.Tensor:
-        """``[B, N, C, SL, H, W]``, from the official layout or from one clip of the N blocks."""
-        x = views[0]
-        if x.dim() == 6:
-            return x
-        b, c, t, hh, ww = x.shape
-        n = self.cfg.blocks
-        return x.reshape(b, c, n, t // n, hh, ww).transpose(1, 2)
-
     def forward(self, views, labels=None):
-        x = self.blocks_of(views)
-        b, n, c, sl, hh, ww = x.shape
+        x = as_blocks(views[0], self.cfg.blocks)
+        b, n = x.shape[:2]
         p = self.cfg.pred_steps
-        f = self.encoder(x.reshape(b * n, c, sl, hh, ww))[self.cfg.feature_map].mean(2)  # over the block's time
-        f = f.reshape(b, n, *f.shape[1:])  # [B, N, D, H', W'], before the ReLU
+        f = block_maps(self.encoder, x, self.cfg.feature_map)  # [B, N, D, H', W'], before the ReLU
         target = f[:, n - p:]
         seen = F.relu(f)
         hidden = None
         for i in range(n - p):
-            hidden = self.step(seen[:, i], hidden)
+            hidden = self.aggregator(seen[:, i], hidden)
         preds = []
         for _ in range(p):
             pred = self.predictor(hidden)
             preds.append(pred)
-            hidden = self.step(F.relu(pred), hidden)
+            hidden = self.aggregator(F.relu(pred), hidden)
         pred = torch.stack(preds, 1)
         logits, targets = dpc_logits(pred.float(), gather_with_grad(target.float()), offset=rank() * b)
         loss = F.cross_entropy(logits, targets)

@@ -25,6 +25,37 @@ def test_same_parameters_for_every_frame_of_a_view_and_different_between_views()
     assert not torch.allclose(v1[0], v2[0])
 
 
+def test_colour_per_frame_draws_each_frame_apart():
+    """augment.color_per=frame (DPC): identical input frames leave the jitter differently coloured,
+    while the crop stays one for the clip (the frames' pixels agree up to a per-frame colour map)."""
+    aug = build_clip_augment(augment_config(crop_size=32, color="jitter", jitter_p=1.0, grayscale_p=0.0,
+                                           color_per="frame"), 32)
+    torch.manual_seed(3)
+    v = aug(_clip())
+    assert v.shape == (6, 3, 32, 32)
+    assert not torch.allclose(v[1], v[0], atol=1e-3) and not torch.allclose(v[2], v[0], atol=1e-3)
+    # the same crop for every frame: the ranks of the pixels' brightness agree closely across frames
+    rank = lambda f: f.mean(0).flatten().argsort().argsort().float()  # noqa: E731
+    assert torch.corrcoef(torch.stack([rank(v[0]), rank(v[1])]))[0, 1] > 0.8
+
+
+def test_channel_grey_copies_one_input_channel():
+    """augment.grayscale=channel (DPC's RandomGray): a greyed frame is one of its RGB channels x3."""
+    aug = build_clip_augment(augment_config(crop_size=48, crop_area=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip_p=0.0,
+                                           color="jitter", jitter_p=0.0, grayscale_p=1.0, grayscale="channel",
+                                           color_per="frame"), 48)
+    clip = _clip().float() / 255
+    torch.manual_seed(4)
+    v = aug(clip)
+    picked = set()
+    for t in range(6):
+        assert torch.equal(v[t, 0], v[t, 1]) and torch.equal(v[t, 0], v[t, 2])
+        match = [c for c in range(3) if torch.allclose(v[t, 0], clip[t, c], atol=1e-6)]
+        assert len(match) == 1
+        picked.add(match[0])
+    assert len(picked) > 1  # drawn per frame
+
+
 def test_lab_dropout_zeroes_one_channel_per_view():
     aug = build_clip_augment(augment_config(crop_size=32, color="lab_dropout"), 32)
     clip = _clip()
@@ -86,6 +117,13 @@ def test_unknown_jitter_impl_names_the_choices():
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="affine"):
         build_clip_augment(augment_config(crop_size=32, color="jitter", jitter_impl="fast"), 32)
+
+
+@pytest.mark.parametrize("key,bad,choices", [("grayscale", "lum", "channel, luma"), ("color_per", "video", "clip, frame")])
+def test_unknown_grey_or_draw_unit_names_the_choices(key, bad, choices):
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match=f"augment.{key}.*{choices}"):
+        build_clip_augment(augment_config(crop_size=32, **{key: bad}), 32)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])

@@ -54,6 +54,23 @@ def test_batched_jitter_equals_each_clip_adjusted_step_by_step():
         assert torch.allclose(got[b], want, atol=1e-5), b
 
 
+def test_per_frame_jitter_and_channel_grey_equal_each_frame_adjusted_alone():
+    """color_per=frame, grayscale=channel (DPC): frame t of clip b gets draw b * T + t."""
+    aug = BatchClipAugment(_aug(jitter_p=1.0, grayscale_p=0.5, grayscale="channel", color_per="frame"), 24)
+    clips = _clips(b=3, t=4)
+    p = aug.draw(3, step_generator(0, 7, 0, 0), frames=4)
+    assert len(p["order"]) == 12 and p["grey"].any() and not p["grey"].all()
+    got = _unnormalise(aug(clips, step_generator(0, 7, 0, 0)))
+    x = clips.float() / 255
+    for b in range(3):
+        for t in range(4):
+            i = b * 4 + t
+            want = _jitter_one_clip(x[b, :, t:t + 1], p["order"][i].tolist(), p["factors"][i])
+            if p["grey"][i]:
+                want = want[int(p["grey_channel"][i])][None].expand(3, -1, -1, -1)
+            assert torch.allclose(got[b, :, t:t + 1], want, atol=1e-5), (b, t)
+
+
 def test_jitter_and_grey_follow_their_probabilities_per_clip():
     aug = BatchClipAugment(_aug(jitter_p=0.5, grayscale_p=0.5), 24)
     clips = _clips(b=8)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_OVERRIDES
+from conftest import ROOT, TINY_OVERRIDES
 
 BASE = ["encoder.ndf=8", "encoder.n_1x1=0", "encoder.head_dim=32", "method.head_dim=32", "trainer.batch_size=2",
         "trainer.num_workers=0", "trainer.progress=false"] + TINY_OVERRIDES
@@ -259,6 +259,7 @@ def test_compiled_encoder_trains_and_checkpoints_like_eager(tmp_path, tiny_datas
     assert p.returncode == 0, p.stderr[-2000:]
     result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
     assert result["pretrain"]["steps"] == 2 and math.isfinite(result["pretrain"]["final_loss"])
+    assert result["version"] == pyproject_version()
     state = torch.load(next((tmp_path / "r").glob("*/checkpoints/last.pt")), weights_only=False)["model"]
     assert not any("_orig_mod" in k for k in state) and any(k.startswith("encoder.") for k in state)
 
@@ -346,3 +347,22 @@ def test_compile_lever_is_priced_and_compared_with_the_references_in_the_trainer
     ratios = {r["what"]: (r["ratio"], r["met"]) for r in reference_ratios(rows, rounds)}
     assert ratios == {"ours rho_simclr / PyTorchVideo SimCLR (reference)": (1.2, False),
                       "ours rho_simclr, torch.compile on / PyTorchVideo SimCLR (reference)": (1.8, True)}
+
+
+def test_method_alone_runs_on_its_declared_encoder():
+    from benchmark.__main__ import with_method_encoder
+    assert with_method_encoder(["method=dpc", "seed=1", "--cfg", "job"]) == ["method=dpc", "encoder=r2d3d_18", "seed=1",
+                                                                           "--cfg", "job"]
+    for args in (["method=dpc", "encoder=r2d3d_34"], ["method=dpc", "experiment=dpc_ucf101"],
+                 ["-m", "method=dpc,vdim"], ["method=vdim"], ["seed=1"]):
+        assert with_method_encoder(args) == args
+
+
+def pyproject_version():
+    import tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_version_flag_prints_the_project_version(tmp_path):
+    p = cli(["--version"], tmp_path)
+    assert p.returncode == 0 and p.stdout.strip() == f"vdim-bench {pyproject_version()}"

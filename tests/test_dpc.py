@@ -104,7 +104,8 @@ def test_dpc_takes_blocks_in_either_layout_and_learns_a_fixed_batch(layout):
     assert 0.0 <= out["top1"].item() <= 1.0 and out["loss"].item() < first
     # both layouts are the same sample: the second's blocks are the first's, in order
     one = blocks.transpose(1, 2).reshape(4, 3, 40, 64, 64)
-    torch.testing.assert_close(m.blocks_of([one]), blocks)
+    from methods.dpc import as_blocks
+    torch.testing.assert_close(as_blocks(one, 8), blocks)
 
 
 def test_dpc_sampler_is_one_clip_of_every_block_back_to_back():
@@ -118,3 +119,19 @@ def test_dpc_sampler_is_one_clip_of_every_block_back_to_back():
     with pytest.raises(UserError, match="pred_steps"):
         METHODS["dpc"].clip_sampler(OmegaConf.create({"blocks": 3, "pred_steps": 3, "frame_stride": 1}),
                                     OmegaConf.create({"frames": 5}))
+
+
+def test_perf_reference_step_computes_the_official_loss_of_the_same_weights():
+    """The perf section's official step (mask, flattened score, argmax target) and our DPC give one
+    loss on the same weights and blocks (evaluation mode: no dropout; BN by batch in both).
+    fp32, reductions over at most 256 channels x 3 x 3 x 3 taps: 1e-4 relative covers kernel order."""
+    from benchmark.perf.dpc import built_pair
+    ours, official = built_pair(torch.device("cpu"))
+    ours.eval(), official.eval()
+    torch.manual_seed(1)
+    x = torch.randn(2, 8, 3, 5, 64, 64)
+    with torch.no_grad():
+        a = ours([x])["loss"].item()
+        b = official(x).item()
+    assert a == pytest.approx(b, rel=1e-4)
+    assert official.mask.shape == (2, 3, 4, 2, 3, 4) and int((official.mask == 1).sum()) == 2 * 3 * 4

@@ -103,10 +103,11 @@ def _ft_cfg(preset, steps):
 
     from conftest import compose_run
     ft = compose_run([f"eval.finetune.preset={preset}", "encoder.size=64"]).eval.finetune
-    return OmegaConf.merge(ft, {"steps": steps, "batch_size": 2, "views": 2, "checkpoint_every": 2, "hidden_dim": 16})
+    return OmegaConf.merge(ft, {"steps": steps, "batch_size": 2, "views": 2, "checkpoint_every": 2, "hidden_dim": 16,
+                                "blocks": 2, "backbone_lr_scale": 0.1 if preset == "dpc" else 1.0})
 
 
-@pytest.mark.parametrize("preset", ["vdim", "rho"])
+@pytest.mark.parametrize("preset", ["vdim", "rho", "dpc"])
 def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dataset, preset):
     from evaluation import EvalRuntime
     from evaluation.finetune import finetune_split
@@ -120,8 +121,14 @@ def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dat
     head = [k for k in state["model"] if k.startswith("head.") and k.endswith("weight")]
     if preset == "vdim":  # K=2 views concatenated -> hidden layer -> classes (sec. 4.1)
         assert state["model"][head[0]].shape == (16, 2 * enc.global_dim) and len(head) == 2
-    else:  # one clip, dropout + linear (rho study)
+    elif preset == "rho":  # one clip, dropout + linear (rho study)
         assert state["model"][head[0]].shape == (n_cls, enc.global_dim) and len(head) == 1
+    else:  # DPC's LC: ConvGRU over the blocks' last local map, BatchNorm1d, dropout + linear
+        d = state["model"]["bn.weight"].shape[0]
+        assert state["model"][head[0]].shape == (n_cls, d) and len(head) == 1
+        assert state["model"]["aggregator.cell.update_gate.weight"].shape == (d, 2 * d, 1, 1)
+        lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]  # encoder and GRU at a tenth (--train_what ft)
+        assert lrs[0] == pytest.approx(0.1 * lrs[1])
     tuned = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
     assert any(not torch.equal(tuned[k], before[k]) for k in before if before[k].is_floating_point())  # end to end
 
@@ -148,3 +155,24 @@ def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_dataset, monkeypatc
     assert b["step"] == 4
     for k, v in a["model"].items():
         torch.testing.assert_close(b["model"][k], v, msg=k)
+
+
+def _official_dpc_windows(n, seq_len, num_seq, ds, stride):
+    """DPC's eval/dataset_3d_lc.py test clips, written as it builds them: every ds-th frame, cut into
+    consecutive groups of seq_len, windows of num_seq groups at every stride-th group."""
+    frames = list(range(0, n, ds))
+    groups = [frames[i:i + seq_len] for i in range(0, len(frames) - seq_len + 1, seq_len)]
+    return [sum(groups[i:i + num_seq], []) for i in range(0, len(groups) + 1 - num_seq, stride)]
+
+
+@pytest.mark.parametrize("n,ds", [(200, 3), (121, 3), (400, 5), (41, 1)])
+def test_dpc_test_windows_are_the_official_blocks(n, ds):
+    from evaluation.finetune import dpc_test_windows
+    got = [w.tolist() for w in dpc_test_windows(n, 5, 8, 4, ds)]
+    assert got == _official_dpc_windows(n, 5, 8, ds, 4) and got
+
+
+def test_dpc_test_windows_of_a_short_video_repeat_its_last_frame():
+    from evaluation.finetune import dpc_test_windows
+    (w,) = dpc_test_windows(30, 5, 8, 4, 1)  # 6 blocks, fewer than 8: one window
+    assert w.tolist() == list(range(30)) + [29] * 10

@@ -48,6 +48,21 @@ def test_preset_composes_with_the_paper_settings(name):
         assert (cfg.method.clips.frames, cfg.method.clips.stride, cfg.method.clips.rho) == (8, 8, 2)  # Slow 8x8
 
 
+@pytest.mark.parametrize("name", ["dpc_ucf101", "dpc_k400"])
+def test_dpc_presets_fine_tune_as_dpc_eval_test_py(name):
+    """DPC's eval/test.py (README: --train_what ft --epochs 300 --batch_size 128, 128 px): Adam 1e-3,
+    weight decay 1e-3, backbone at lr/10, x0.1 at epochs 60/80/100 of 75 steps, dropout 0.5,
+    windows of 8 blocks every 4, colour jitter p 0.3 for the whole sample."""
+    cfg = compose_run([f"experiment={name}", "dataset.root=/data/x", "eval.dataset_root=/data/ucf"])
+    ft = cfg.eval.finetune
+    assert "finetune" in cfg.eval.protocols and list(cfg.eval.splits) == [1, 2, 3]
+    assert (ft.preset, ft.optimizer, ft.lr, ft.weight_decay, ft.backbone_lr_scale) == ("dpc", "adam", 1e-3, 1e-3, 0.1)
+    assert (ft.batch_size, ft.steps, list(ft.decay_at), ft.decay_factor) == (128, 300 * 75, [60 * 75, 80 * 75, 100 * 75], 0.1)
+    assert (ft.dropout, ft.blocks, ft.window_stride, cfg.eval.frame_stride) == (0.5, 8, 4, 3)
+    a = ft.augment
+    assert (a.color, a.jitter_p, a.hue, a.grayscale_p, a.color_per, list(a.crop_area)) == ("jitter", 0.3, 0.25, 0.0, "clip", [0.5, 1.0])
+
+
 def test_table3_fine_tunes_on_ucf101_over_three_splits():
     cfg = compose_run(["experiment=vdim_k600_table3", "dataset.root=/data/k600"])
     assert cfg.eval.dataset == "ucf101" and list(cfg.eval.splits) == [1, 2, 3]

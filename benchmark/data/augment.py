@@ -1,4 +1,5 @@
-"""Per-clip augmentation on whole clips as tensors: one parameter draw per clip or view.
+"""Per-clip augmentation on whole clips as tensors: one parameter draw per clip or view
+(colour and grey optionally per frame, ``augment.color_per=frame``, as DPC draws them).
 
 torchvision's v2 transforms draw their parameters once per call and apply them to every
 leading index, so a ``[T, 3, H, W]`` clip gets the same crop, flip, colour change and
@@ -19,6 +20,8 @@ from torchvision.transforms import v2
 MEAN = torch.tensor([0.45, 0.45, 0.45]).view(3, 1, 1, 1)  # PyTorchVideo's Kinetics statistics
 STD = torch.tensor([0.225, 0.225, 0.225]).view(3, 1, 1, 1)
 COLOR_CHOICES = ("jitter", "lab_dropout", "none")
+GRAYSCALE_CHOICES = ("luma", "channel")
+COLOR_PER_CHOICES = ("clip", "frame")
 JITTER_IMPLS = ("affine", "torchvision")
 LUMA = torch.tensor([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale (ITU-R 601)
 LUMA64 = LUMA.double().numpy()
@@ -148,9 +151,49 @@ class LabDropout(torch.nn.Module):
 
 
 def check_colour_choice(aug) -> None:
-    if aug.color not in COLOR_CHOICES:
-        from benchmark.errors import unknown_choice
-        raise unknown_choice("augment.color", aug.color, COLOR_CHOICES)
+    from benchmark.errors import unknown_choice
+    for key, choices in (("color", COLOR_CHOICES), ("grayscale", GRAYSCALE_CHOICES), ("color_per", COLOR_PER_CHOICES)):
+        if getattr(aug, key) not in choices:
+            raise unknown_choice(f"augment.{key}", getattr(aug, key), choices)
+
+
+class ChannelGrayscale(torch.nn.Module):
+    """With probability ``p``, one RGB channel (drawn uniformly) copied to all three: DPC's
+    ``RandomGray`` ("actually a channel splitting", ``utils/augmentation.py``)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:  # [T, 3, H, W]
+        if float(torch.rand(())) >= self.p:
+            return clip
+        c = int(torch.randint(0, 3, ()))
+        return clip[:, c:c + 1].expand_as(clip).clone()
+
+
+def grayscale_op(aug) -> torch.nn.Module:
+    return ChannelGrayscale(aug.grayscale_p) if aug.grayscale == "channel" else v2.RandomGrayscale(aug.grayscale_p)
+
+
+class PerFrame(torch.nn.Module):
+    """``op`` applied to each frame of a ``[T, 3, H, W]`` clip on its own, so that each frame draws
+    its own parameters (DPC's colour jitter and grey, ``consistent=False``); float in [0, 1] out."""
+
+    def __init__(self, op: torch.nn.Module):
+        super().__init__()
+        self.op = op
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        x = clip.float() / 255 if clip.dtype == torch.uint8 else clip
+        return torch.cat([self.op(x[t:t + 1]) for t in range(x.shape[0])])
+
+
+def colour_ops(aug) -> list:
+    """Colour jitter (with probability ``jitter_p``) then grey (``grayscale_p``), drawn once per
+    clip or, with ``augment.color_per=frame``, once per frame."""
+    ops = [v2.RandomApply([color_jitter(aug)], p=aug.jitter_p), grayscale_op(aug)]
+    return [PerFrame(v2.Compose(ops))] if aug.color_per == "frame" else ops
 
 
 def spatial_ops(aug, size: int) -> list:
@@ -205,8 +248,7 @@ def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
     size = crop_size or aug.crop_size
     ops = spatial_ops(aug, size)
     if aug.color == "jitter":
-        ops.append(v2.RandomApply([color_jitter(aug)], p=aug.jitter_p))
-        ops.append(v2.RandomGrayscale(aug.grayscale_p))
+        ops += colour_ops(aug)
     if aug.blur_p > 0:
         k = blur_kernel_size(size)
         ops.append(v2.RandomApply([ClipGaussianBlur(k, aug.blur_sigma)], p=aug.blur_p))

@@ -12,7 +12,8 @@ The augmentation is the same as the workers': per clip, one parameter draw (VDIM
 step 4; Feichtenhofer et al. sec. 3) with the same probabilities and ranges: colour jitter as
 one affine map per clip (:func:`benchmark.data.augment.affine_colour_maps`, the workers'
 ``jitter_impl=affine``) with probability ``jitter_p``, grey with ``grayscale_p``, Gaussian blur
-with ``blur_p`` and sigma uniform in ``blur_sigma``, then Kinetics normalisation (or Lab
+with ``blur_p`` and sigma uniform in ``blur_sigma`` (colour and grey per frame with
+``augment.color_per=frame``), then Kinetics normalisation (or Lab
 dropout). Differences: values stay float between the steps (the workers round to ``uint8``
 when a step meets a ``uint8`` clip), and the draws come from a generator seeded by
 ``(seed, step, rank, view)`` (:func:`step_generator`), so a resumed run draws what an
@@ -56,17 +57,21 @@ class BatchClipAugment(torch.nn.Module):
         self.aug, self.kernel = aug, blur_kernel_size(size)
         self.ranges = torch.tensor(jitter_ranges(aug.brightness, aug.contrast, aug.saturation, aug.hue))
 
-    def draw(self, b: int, generator: torch.Generator) -> dict:
-        """Each clip's parameters, as the workers' transforms draw them per clip."""
+    def draw(self, b: int, generator: torch.Generator, frames: int = 1) -> dict:
+        """Each clip's parameters, as the workers' transforms draw them per clip; with
+        ``augment.color_per=frame`` the colour and grey draws are per frame (``b * frames`` of them,
+        clip-major)."""
         a, u = self.aug, lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
         lo, hi = self.ranges[:, 0], self.ranges[:, 1]
-        return {"jitter": u(b) < a.jitter_p, "order": u(b, 4).argsort(dim=1), "factors": lo + (hi - lo) * u(b, 4),
-                "grey": u(b) < a.grayscale_p,
+        n = b * (frames if a.color_per == "frame" else 1)
+        return {"jitter": u(n) < a.jitter_p, "order": u(n, 4).argsort(dim=1), "factors": lo + (hi - lo) * u(n, 4),
+                "grey": u(n) < a.grayscale_p,
                 "blur": u(b) < a.blur_p, "sigma": a.blur_sigma[0] + (a.blur_sigma[1] - a.blur_sigma[0]) * u(b),
-                "lab_drop": torch.randint(0, 3, (b,), generator=generator)}
+                "lab_drop": torch.randint(0, 3, (b,), generator=generator),
+                "grey_channel": torch.randint(0, 3, (n,), generator=generator)}
 
     def forward(self, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        p = self.draw(clips.shape[0], generator)
+        p = self.draw(clips.shape[0], generator, clips.shape[2])
         x = clips.float() / 255 if clips.dtype == torch.uint8 else clips.float()
         if self.aug.color == "jitter":
             x = self.jitter(x, p)
@@ -80,9 +85,19 @@ class BatchClipAugment(torch.nn.Module):
         return (x - MEAN.to(x.device)) / STD.to(x.device)
 
     def jitter(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        """Colour jitter (with probability ``jitter_p``), then grey (``grayscale_p``), per clip."""
+        """Colour jitter (with probability ``jitter_p``), then grey (``grayscale_p``), per clip or
+        per frame (each frame then a one-frame clip of its own)."""
+        b, c, t, h, w = x.shape
+        if self.aug.color_per == "frame":
+            x = x.transpose(1, 2).reshape(b * t, c, 1, h, w)
         m, offset = affine_colour_maps(p["order"], p["factors"])
         on = p["jitter"][:, None, None]
         x = apply_colour_maps(x, torch.where(on, m, torch.eye(3)), torch.where(on, offset, torch.zeros(3, 3)))
-        grey = torch.einsum("c,bcthw->bthw", LUMA.to(x.device, x.dtype), x)[:, None].expand_as(x)
-        return torch.where(p["grey"].to(x.device)[:, None, None, None, None], grey, x)
+        if self.aug.grayscale == "channel":
+            grey = x[torch.arange(len(x)), p["grey_channel"].to(x.device)][:, None].expand_as(x)
+        else:
+            grey = torch.einsum("c,bcthw->bthw", LUMA.to(x.device, x.dtype), x)[:, None].expand_as(x)
+        x = torch.where(p["grey"].to(x.device)[:, None, None, None, None], grey, x)
+        if self.aug.color_per == "frame":
+            x = x.reshape(b, t, c, h, w).transpose(1, 2)
+        return x

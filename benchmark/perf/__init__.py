@@ -8,7 +8,8 @@ same machine state), ``efficiency`` (achieved FLOP/s as a share of the measured 
 beside two ceilings: the convolutions alone, and with the batch norms' least memory traffic),
 ``eval`` (linear probe on cached features vs recomputing them every epoch), ``scaling`` (time
 of the VDIM loss as batch and locations grow), ``sharing`` (the default run's step alone and
-beside a second default run on the same CPU). "Ours" is the step as the trainer runs it
+beside a second default run on the same CPU), ``dpc`` (DPC's step against the official code's, computed
+as that code does, :mod:`benchmark.perf.dpc`). "Ours" is the step as the trainer runs it
 (``trainer.channels_last``, ``trainer.compile``); the references run as PyTorchVideo does.
 Levers are rows beside what they change: decoding once per sample and colour jitter as one
 affine map per clip (data), channels-last, ``torch.compile``, the thread count and the host
@@ -16,7 +17,7 @@ memory allocator, each flipped from the trainer's setting (``levers=[...]``, tra
 ``torch.compile`` and the allocator also on the two steps compared with PyTorchVideo's,
 ``torch.compile`` with its one-time cost), bf16 autocast (every train row).
 Writes ``perf.json`` and ``perf.md`` under ``results_dir/<time>_<device>/``. One module per section
-(``data``, ``train``, ``efficiency``, ``eval``, ``scaling``, ``sharing``); how they time: :mod:`benchmark.perf.timing`.
+(``data``, ``train``, ``efficiency``, ``eval``, ``scaling``, ``sharing``, ``dpc``); how they time: :mod:`benchmark.perf.timing`.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tabulate import tabulate
 
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.perf.data import data_row, section_data
+from benchmark.perf.dpc import section_dpc
 from benchmark.perf.efficiency import section_efficiency
 from benchmark.perf.eval import section_eval
 from benchmark.perf.scaling import section_scaling
@@ -50,7 +52,7 @@ def bottleneck_rows(rows, augment_on: str):
 
 LEVERS = ("channels_last", "compile", "one_thread", "allocator")
 SECTIONS = {"data": section_data, "train": section_train, "efficiency": section_efficiency, "eval": section_eval,
-            "scaling": section_scaling, "sharing": section_sharing}
+            "scaling": section_scaling, "sharing": section_sharing, "dpc": section_dpc}
 
 
 def markdown_tables(rows) -> str:

@@ -55,11 +55,12 @@ def copy_bandwidth(device, nbytes: int, repeats: int) -> float:
     return 2 * nbytes / timed(step, max(repeats, 9), warmup=5)
 
 
-def step_fn(model_fn, params, device, precision: str, threads: int | None = None):
+def step_fn(model_fn, params, device, precision: str, threads: int | None = None, make_optimizer=None):
     """One training step as a callable: forward under the precision's autocast, backward, SGD
-    step (and a CUDA sync, so the time is the step's). ``threads``: torch threads during it."""
+    step, or ``make_optimizer(params)``'s (and a CUDA sync, so the time is the step's).
+    ``threads``: torch threads during it."""
     from benchmark.trainer import autocast_for
-    opt = torch.optim.SGD(params, lr=1e-3)
+    opt = make_optimizer(params) if make_optimizer else torch.optim.SGD(params, lr=1e-3)
 
     def step():
         before = torch.get_num_threads()
