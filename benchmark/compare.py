@@ -230,6 +230,7 @@ def readable_tables(tidy: pd.DataFrame) -> Dict[str, pd.DataFrame]:
     measured cells filled in."""
     tables = {}
     measured = tidy[tidy["status"] == "measured"]
+    with_paper = set(tidy.loc[tidy["paper"].notna(), "method"].dropna())  # methods some paper row reports
     splits = [c for c in tidy.columns if c.startswith("split_") and c != "split_std"]
     if not measured.empty:
         tables["measured here"] = pd.DataFrame({
@@ -238,7 +239,8 @@ def readable_tables(tidy: pd.DataFrame) -> Dict[str, pd.DataFrame]:
             "n": measured["n"].astype(int), "top-1 mean ± std [95% CI]": [measured_cell(r) for _, r in measured.iterrows()],
             "splits": [" / ".join(one_decimal(r[c]) for c in splits if r[c] == r[c]) for _, r in measured.iterrows()],
             "split std": [one_decimal(v) for v in measured["split_std"]],
-            "paper": [f"{m} {v:.1f}" if isinstance(m, str) else "" for m, v in zip(measured["model"], measured["paper_value"])],
+            "paper": [f"{m} {v:.1f}" if isinstance(m, str) else "" if k in with_paper else "no paper numbers known"
+                      for m, v, k in zip(measured["model"], measured["paper_value"], measured["method"])],
             "delta": [one_decimal(v) for v in measured["delta"]], "test": measured["test_protocol"]})
     in_paper_order = tidy[tidy["paper"].notna()].sort_values("paper_row", kind="stable")
     for (p, t), g in in_paper_order.groupby(["paper", "table"], sort=False):

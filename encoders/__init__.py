@@ -8,6 +8,7 @@ from torch import nn
 from encoders.feature_encoder import FeatureEncoder
 from encoders.pytorchvideo_backbones import build_r2plus1d_r18, build_slow_r50, build_x3d_s
 from encoders.r2d3d import build_r2d3d
+from encoders.r3d import build_r3d_18
 from encoders.vdim import build_vdim
 
 ENCODERS: Dict[str, Callable[..., FeatureEncoder]] = {
@@ -19,6 +20,7 @@ ENCODERS: Dict[str, Callable[..., FeatureEncoder]] = {
     "x3d_s": build_x3d_s,
     "r2d3d_18": lambda **kw: build_r2d3d(**{"depth": 18, **kw}),
     "r2d3d_34": lambda **kw: build_r2d3d(**{"depth": 34, **kw}),
+    "r3d_18": build_r3d_18,
 }
 CONFIG_ONLY_KEYS = ("params_reported_m", "gflops_reported", "pretrained")
 

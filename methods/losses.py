@@ -190,3 +190,38 @@ def dpc_nce(pred: torch.Tensor, target: torch.Tensor, offset: int = 0) -> torch.
     """DPC's loss: mean cross-entropy of :func:`dpc_logits` (``[B, P, D, H, W]`` each)."""
     logits, labels = dpc_logits(pred, target, offset)
     return F.cross_entropy(logits, labels)
+
+
+def global_local_scores(g: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """Critic scores of Deep InfoMax (Hjelm et al. 2019, sec. 3): the dot product of every global
+    feature ``g [B, D]`` with every local feature ``local [B, P, D]`` over sqrt(D), as AMDIM's code
+    scales them, so that unit-variance features score about unit variance:
+    ``[B (global), B (local), P]``. A global feature against one other global feature is ``P = 1``."""
+    return torch.einsum("id,jpd->ijp", g, local) / math.sqrt(g.shape[-1])
+
+
+def infonce_mi_loss(g: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """InfoNCE between ``g [B, D]`` and ``local [B, P, D]`` (van den Oord et al. 2018; DIM's
+    ``infonce`` objective): for video i and position p, the positive is (g_i, local_i,p), the
+    negatives are (g_i, local_j,q) for every other video j and every position q; mean over i, p of
+    the cross-entropy. The video's own other positions are neither."""
+    b, p = local.shape[:2]
+    s = global_local_scores(g.float(), local.float())                        # [B, B, P]
+    own = torch.eye(b, dtype=torch.bool, device=g.device)
+    negatives = s.masked_fill(own[:, :, None], float("-inf")).flatten(1)     # [B, B P]: others' positions
+    positives = s[torch.arange(b), torch.arange(b)]                          # [B, P]
+    lse = torch.logsumexp(torch.cat([positives[..., None], negatives[:, None, :].expand(b, p, -1)], -1), -1)
+    return (lse - positives).mean()
+
+
+def jsd_mi_loss(g: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """The Jensen-Shannon estimator of Deep InfoMax (Hjelm et al. 2019, eq. 4), negated: mean
+    ``softplus(-s)`` over positive pairs (g_i, local_i,p) plus mean ``softplus(s)`` over negative
+    pairs (g_i, local_j,q), j != i. Its minimum maximises the JSD lower bound on the MI."""
+    b = g.shape[0]
+    s = global_local_scores(g.float(), local.float())
+    own = torch.eye(b, dtype=torch.bool, device=g.device)[:, :, None].expand_as(s)
+    return F.softplus(-s[own]).mean() + F.softplus(s[~own]).mean()
+
+
+MI_ESTIMATORS = {"infonce": infonce_mi_loss, "jsd": jsd_mi_loss}

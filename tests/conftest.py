@@ -17,6 +17,20 @@ AUGMENT = dict(crop_size=32, crop_area=[0.2, 0.766], crop_ratio=[0.75, 1.3333], 
                blur_p=0.0, blur_sigma=[0.1, 2.0], flip_p=0.5, rotation_degrees=0.0)
 
 
+def train_on_fixed_batch(model, views, steps: int, lr: float = 1e-3):
+    """Adam on one batch for ``steps`` steps: ``(first loss, last forward's outputs)``."""
+    import torch
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    first = None
+    for _ in range(steps):
+        out = model(views)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else out["loss"].item()
+    return first, out
+
+
 def augment_config(**kw):
     from benchmark.config import AugmentConfig
     return AugmentConfig(**{**AUGMENT, **kw})

@@ -130,3 +130,13 @@ def test_plot_alone_writes_the_png_and_says_where(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout == "" and f"plot: {png}" in p.stderr  # the tables are not printed again
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_method_no_paper_reports_says_so_and_a_reported_one_does_not(tmp_path):
+    from benchmark.compare import readable_tables
+    tidy = _write(tmp_path, [_result("a", method="maxgl", protocol="linear", splits={"1": 40.0}),
+                             _result("b", method="dpc", pre="synthetic", data="synthetic", protocol="linear",
+                                     splits={"1": 50.0})])
+    cells = dict(zip(tidy.loc[tidy["status"] == "measured", "method"], readable_tables(tidy)["measured here"]["paper"]))
+    assert cells["maxgl"] == "no paper numbers known"
+    assert cells["dpc"] == ""  # DPC's papers report other settings, not this one

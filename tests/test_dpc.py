@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_on_fixed_batch
+
 from encoders import build_encoder
 from methods import build_method
 from methods.losses import dpc_logits, dpc_nce
@@ -93,14 +95,7 @@ def test_dpc_takes_blocks_in_either_layout_and_learns_a_fixed_batch(layout):
     g = torch.Generator().manual_seed(1)
     blocks = torch.randn(4, 8, 3, 5, 64, 64, generator=g)  # [B, N, C, SL, H, W]
     views = [blocks] if layout == "official" else [blocks.transpose(1, 2).reshape(4, 3, 40, 64, 64)]
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    first = None
-    for _ in range(12):
-        out = m(views)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        first = first if first is not None else out["loss"].item()
+    first, out = train_on_fixed_batch(m, views, 12)
     assert 0.0 <= out["top1"].item() <= 1.0 and out["loss"].item() < first
     # both layouts are the same sample: the second's blocks are the first's, in order
     one = blocks.transpose(1, 2).reshape(4, 3, 40, 64, 64)

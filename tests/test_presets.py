@@ -24,6 +24,9 @@ PAPER = {  # preset: (method, encoder, pretraining dataset, steps, per-process b
     "rho_swav_k400": ("rho_swav", "slow_r50", "kinetics400", 200000, 8),
     "dpc_ucf101": ("dpc", "r2d3d_18", "ucf101", 45000, 64),
     "dpc_k400": ("dpc", "r2d3d_18", "kinetics400", 562500, 64),
+    "maxgl_ucf101": ("maxgl", "r3d_18", "ucf101", 30000, 64),
+    "maxgl_k400": ("maxgl", "r3d_18", "kinetics400", 94000, 64),
+    "maxgl_ablation": ("maxgl", "r3d_18", "ucf101", 30000, 64),
 }
 
 
@@ -44,6 +47,8 @@ def test_preset_composes_with_the_paper_settings(name):
     elif method == "dpc":  # 8 blocks of 5 frames at 128 px; stride 3 on UCF-101, 5 on Kinetics (official code)
         assert (cfg.method.blocks, cfg.method.pred_steps, cfg.encoder.frames, cfg.encoder.size) == (8, 3, 5, 128)
         assert cfg.method.frame_stride == (3 if dataset == "ucf101" else 5) and not cfg.method.track_running_stats
+    elif method == "maxgl":  # two 16 x 112 x 112 clips at stride 2 (inferred, methods/maxgl.py)
+        assert (cfg.method.clips.frames, cfg.method.clips.stride, cfg.method.clips.rho, cfg.encoder.size) == (16, 2, 2, 112)
     else:
         assert (cfg.method.clips.frames, cfg.method.clips.stride, cfg.method.clips.rho) == (8, 8, 2)  # Slow 8x8
 
@@ -61,6 +66,12 @@ def test_dpc_presets_fine_tune_as_dpc_eval_test_py(name):
     assert (ft.dropout, ft.blocks, ft.window_stride, cfg.eval.frame_stride) == (0.5, 8, 4, 3)
     a = ft.augment
     assert (a.color, a.jitter_p, a.hue, a.grayscale_p, a.color_per, list(a.crop_area)) == ("jitter", 0.3, 0.25, 0.0, "clip", [0.5, 1.0])
+
+
+def test_maxgl_ablation_sweeps_global_local_and_both():
+    text = (ROOT / "configs" / "experiment" / "maxgl_ablation.yaml").read_text()
+    params = OmegaConf.create(text).hydra.sweeper.params
+    assert dict(params) == {"method.terms": "[global],[local],[global,local]"}
 
 
 def test_table3_fine_tunes_on_ucf101_over_three_splits():
