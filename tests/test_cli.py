@@ -33,7 +33,7 @@ def one_line_error(p):
 
 
 @pytest.mark.parametrize("args,expect", [
-    (["run", "method=nope"], "unknown method 'nope'; valid choices: dpc, random, rho_byol"),
+    (["run", "method=nope"], "unknown method 'nope'; valid choices: dpc, maxgl, random, rho_byol"),
     (["run", "encoder=resnet"], "unknown encoder 'resnet'; valid choices: r2d3d_18, r2d3d_34, r2plus1d_r18"),
     (["run", "dataset=ucf101", "dataset.root=/does/not/exist"], "dataset root not found: /does/not/exist"),
     (["run", "dataset=ucf101"], "dataset 'ucf101' needs dataset.root="),
