@@ -28,6 +28,7 @@ from benchmark.data.datasets import count_skipped
 from benchmark.data.pipeline import batch_augment, records_for, train_view_fn
 from benchmark.distributed import (agree_on_run_dir, check_sync_bn, export_launcher_env, init_distributed,
                                    leave_process_group, resolve_device)
+from benchmark.host import describe_host
 from benchmark.trainer import MetricsLog, PretrainData, check_trainer_numbers, pretrain
 from encoders import build_encoder_from_config
 from methods import method_class
@@ -169,6 +170,8 @@ def run(cfg) -> dict:
         evals = evaluate(encoder, list(cfg.eval.protocols), cfg.eval, eval_data)
     result = {
         "run_id": run_dir.name, "created": created, "version": __version__, "git_commit": git_commit(),
+        "host": describe_host(device),
+        "command": " ".join(["python -m benchmark run", *HydraConfig.get().overrides.task]),
         "method": cfg.method.name, "encoder": cfg.encoder.name, "params_m": round(params_m, 3),
         "params_reported_m": cfg.encoder.get("params_reported_m"),
         "gflops_per_clip": round(gflops, 3),

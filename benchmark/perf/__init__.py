@@ -66,6 +66,12 @@ def markdown_tables(rows) -> str:
     return "\n".join(parts)
 
 
+def perf_command() -> str:
+    """The command line that reproduces this run, as the performance page prints it."""
+    from hydra.core.hydra_config import HydraConfig
+    return " ".join(["python -m benchmark perf", *HydraConfig.get().overrides.task])
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="perf", version_base="1.3")
 @user_errors_exit
 def main(cfg) -> None:
@@ -87,7 +93,9 @@ def main(cfg) -> None:
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     out = Path(cfg.results_dir) / f"{stamp}_{device.type}"
     out.mkdir(parents=True, exist_ok=True)
-    report = {"date": stamp, "device": dev, "torch": torch.__version__, "allocator": allocator, "rows": rows}
+    from benchmark.host import describe_host
+    report = {"date": stamp, "device": dev, "torch": torch.__version__, "allocator": allocator,
+              "host": describe_host(device), "command": perf_command(), "rows": rows}
     from benchmark.checkpoint import atomic_write_bytes, atomic_write_json
     atomic_write_json(out / "perf.json", report)
     md = f"# perf {stamp} on {dev}, torch {torch.__version__}, allocator {allocator}\n\n" + markdown_tables(rows)

@@ -11,7 +11,7 @@ import torch
 
 from benchmark.perf.timing import against_target, rates_in_turns, synchronize
 
-TARGET_DATA = 2.0  # issue "Performance": data pipeline at least 2x PyTorchVideo's stock one
+TARGET_DATA = 2.0  # target: the data pipeline at least 2x PyTorchVideo's stock one
 
 
 def perf_method_config(cfg, mname: str, **augment):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from benchmark.perf.timing import against_target, round_rates_in_turns, step_fn
 
-TARGET_VS_OFFICIAL = 1.5  # issue: our step at least 1.5x the official code's
+TARGET_VS_OFFICIAL = 1.5  # target: our step at least 1.5x the official code's
 
 
 class OfficialDPCStep(torch.nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 from benchmark.perf.allocator_lever import allocator_lever_rows
 from benchmark.perf.timing import against_target, copy_bandwidth, matmul_step, rates_in_turns, step_fn, synchronize
 
-TARGET_PEAK_FRACTION = 0.40  # issue "Performance": VDIM encoder step at 32x128x128, bf16
+TARGET_PEAK_FRACTION = 0.40  # target: the VDIM encoder step at 32x128x128, bf16
 # The fewest passes over its map a training batch norm that runs as its own kernel can make: forward,
 # one read for the statistics and a read and a write for the normalised map (Ioffe & Szegedy 2015,
 # Alg. 1); backward, one read each of the gradient and the input for the two per-channel sums, then

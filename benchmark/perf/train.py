@@ -14,7 +14,7 @@ from benchmark.perf.timing import against_target, round_rates_in_turns, step_fn
 METHODS = ("vdim", "rho_simclr", "rho_moco", "rho_byol", "rho_swav")
 COMPARED = {"rho_simclr": "PyTorchVideo SimCLR (reference)", "rho_byol": "PyTorchVideo BYOL (reference)"}
 COMPILE_ON = "torch.compile on"  # the lever's label when the trainer runs eager; its ratio rows match on it
-TARGET_VS_REFERENCE = 1.5  # issue "Performance": our step at least 1.5x PyTorchVideo's
+TARGET_VS_REFERENCE = 1.5  # target: our step at least 1.5x PyTorchVideo's
 
 
 def ours_step(cfg, mname: str, views, device, precision: str, channels_last: bool, compile: bool,
