@@ -64,20 +64,25 @@ def setting_of(result: Dict) -> str:
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def load_runs(results_dir: Path) -> pd.DataFrame:
-    rows = []
+def read_results(results_dir: Path):
+    """Every finished run's result.json under ``results_dir``, in the order of their paths, with
+    ``folder``, where it lies (its ``predictions.json`` beside it)."""
     for path in sorted(Path(results_dir).glob("**/result.json")):
         if (path.parent / "FAILED").exists():  # benchmark.run.FAILED_MARKER: a run that did not finish
             continue
         try:
-            r = json.loads(path.read_text())
+            yield {**json.loads(path.read_text()), "folder": str(path.parent)}
         except (OSError, json.JSONDecodeError) as e:
             print(f"warning: unreadable {path}: {e}", file=sys.stderr)
-            continue
+
+
+def load_runs(results_dir: Path) -> pd.DataFrame:
+    rows = []
+    for r in read_results(results_dir):
         m = r.get("config", {}).get("method", {})
         for e in r.get("evals", []):
             rows.append({
-                "run_id": r["run_id"], "setting": setting_of(r), "method": method_key(r), "encoder": r["encoder"], "seed": r.get("config", {}).get("seed"),
+                "run_id": r["run_id"], "folder": r["folder"], "setting": setting_of(r), "method": method_key(r), "encoder": r["encoder"], "seed": r.get("config", {}).get("seed"),
                 "experiment": r.get("experiment"), "pretrain_data": r["pretrain"]["dataset"],
                 "eval_data": e["dataset"], "protocol": e["protocol"], "mean": e["mean"],
                 "splits": e["splits"], "params_m": r.get("params_m"), "gflops": r.get("gflops_per_clip"),
@@ -141,8 +146,8 @@ def aggregate(runs: pd.DataFrame, keys=SETTING_KEYS) -> pd.DataFrame:
                     "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna().unique())),
                     "steps": int(g["steps"].iloc[0]), "resolution": g["resolution"].iloc[0],
                     "test_protocol": g["test_protocol"].iloc[0], "params_m": g["params_m"].iloc[0],
-                    "runs": [{"run_id": r, "seed": s, "mean": m, "splits": sp}
-                             for r, s, m, sp in zip(g["run_id"], g["seed"], g["mean"], g["splits"])]})
+                    "runs": [{"run_id": r, "seed": s, "mean": m, "splits": sp, "folder": f}
+                             for r, s, m, sp, f in zip(g["run_id"], g["seed"], g["mean"], g["splits"], g["folder"])]})
     df = pd.DataFrame(out)
     df["label"] = run_labels(df)
     return df
@@ -180,15 +185,47 @@ MEASURED_COLUMNS = ("label", "method", "encoder", "pretrain_data", "eval_data", 
 TAIL_COLUMNS = ("seeds", "steps", "resolution", "test_protocol", "params_m", "setting")
 
 
-def tidy_table(runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+AGAINST_COLUMNS = ("against", "diff", "diff_ci95_low", "diff_ci95_high", "significant", "paired_seeds", "paired_videos")
+
+
+def reference_setting(measured: pd.DataFrame, row, against: str):
+    """The setting of method ``against`` that ``row`` is compared with: the same protocol and
+    data, on the same encoder where ``against`` ran on it (random's floor differs by encoder)."""
+    same = measured[(measured["method"] == against) & (measured["protocol"] == row["protocol"])
+                    & (measured["eval_data"] == row["eval_data"]) & (measured["pretrain_data"] == row["pretrain_data"])]
+    on_encoder = same[same["encoder"] == row["encoder"]]
+    pick = on_encoder if len(on_encoder) else same
+    return None if pick.empty else pick.iloc[0]
+
+
+def against_reference(measured: pd.DataFrame, against: str) -> pd.DataFrame:
+    """:data:`AGAINST_COLUMNS` for every measured setting: its paired-bootstrap difference from
+    method ``against`` (:func:`benchmark.significance.paired_bootstrap`)."""
+    from benchmark.significance import correctness, paired_bootstrap
+    out = []
+    for _, row in measured.iterrows():
+        ref = reference_setting(measured, row, against)
+        cell = {"against": against}
+        if ref is not None and ref["setting"] != row["setting"]:
+            a, r = correctness(row["runs"], row["protocol"]), correctness(ref["runs"], ref["protocol"])
+            found = paired_bootstrap(a, r) if a is not None and r is not None else None
+            cell.update(found or {})
+        out.append(cell)
+    return measured.assign(**pd.DataFrame(out, index=measured.index).reindex(columns=AGAINST_COLUMNS))
+
+
+def tidy_table(runs: pd.DataFrame, paper: pd.DataFrame, against: Optional[str] = None) -> pd.DataFrame:
     """One row per measured setting and paper row it reproduces (a setting no paper row matches
     gets one row without paper columns), measured rows first, grouped by method and protocol;
     then every paper row no run reproduces, ``status`` ``not run`` (a method here could) or
     ``reference only`` (no method of the harness is that model). Numbers are numbers:
     ``mean``, ``std``, ``ci95_low|high``, ``split_std``, ``split_<k>``, ``paper_value`` and
-    ``delta`` (mean - paper value); ``paper_row``, the row's place in ``results/paper``; ``runs`` (JSON only) holds each seed's run id and splits."""
+    ``delta`` (mean - paper value); ``paper_row``, the row's place in ``results/paper``; ``runs`` (JSON only) holds each seed's run id and splits.
+    With ``against``, :data:`AGAINST_COLUMNS`: each setting's difference from that method's."""
     runs_all = pd.concat([runs, ablation_rows(runs)], ignore_index=True) if not runs.empty else runs
     measured = aggregate(runs_all) if not runs_all.empty else pd.DataFrame()
+    if against and not measured.empty:
+        measured = against_reference(measured, against)
     paper = paper.rename(columns={"value": "paper_value"})
     rows, reproduced = [], set()
     if not measured.empty:
@@ -208,7 +245,8 @@ def tidy_table(runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
                          **{k: h[k] for k in ("pretrain_data", "eval_data", "protocol", *PAPER_COLUMNS)}, "paper_row": i})
     df = pd.DataFrame(rows)
     splits = sorted(c for c in df.columns if c.startswith("split_") and c != "split_std")
-    order = ["status", *MEASURED_COLUMNS, *splits, *PAPER_COLUMNS, "paper_row", "delta", *TAIL_COLUMNS, "runs"]
+    order = ["status", *MEASURED_COLUMNS, *splits, *PAPER_COLUMNS, "paper_row", "delta",
+             *(AGAINST_COLUMNS if against else ()), *TAIL_COLUMNS, "runs"]
     return df.reindex(columns=order)
 
 
@@ -223,6 +261,16 @@ def measured_cell(r) -> str:
     if r["n"] < 2:
         return f"{r['mean']:.1f}"
     return f"{r['mean']:.1f} ± {r['std']:.1f} [{r['ci95_low']:.1f}, {r['ci95_high']:.1f}]"
+
+
+def difference_cell(r) -> str:
+    """``+18.4 [9.1, 27.0]``, with ``not significant`` where the interval contains zero."""
+    if r["method"] == r["against"]:
+        return "reference"
+    if r["diff"] != r["diff"]:
+        return "no paired runs"
+    verdict = "" if r["significant"] else " not significant"
+    return f"{r['diff']:+.1f} [{r['diff_ci95_low']:+.1f}, {r['diff_ci95_high']:+.1f}]{verdict}"
 
 
 def readable_tables(tidy: pd.DataFrame) -> Dict[str, pd.DataFrame]:
@@ -242,6 +290,9 @@ def readable_tables(tidy: pd.DataFrame) -> Dict[str, pd.DataFrame]:
             "paper": [f"{m} {v:.1f}" if isinstance(m, str) else "" if k in with_paper else "no paper numbers known"
                       for m, v, k in zip(measured["model"], measured["paper_value"], measured["method"])],
             "delta": [one_decimal(v) for v in measured["delta"]], "test": measured["test_protocol"]})
+        if "against" in measured:
+            ref = measured["against"].dropna().iloc[0]
+            tables["measured here"].insert(5, f"vs {ref} [95% CI]", [difference_cell(r) for _, r in measured.iterrows()])
     in_paper_order = tidy[tidy["paper"].notna()].sort_values("paper_row", kind="stable")
     for (p, t), g in in_paper_order.groupby(["paper", "table"], sort=False):
         tables[f"{p} {t}"] = pd.DataFrame({
@@ -265,6 +316,34 @@ def render(tidy: pd.DataFrame, fmt: str) -> str:
         else:
             parts.append(f"### {name}\n\n" + tabulate(df.fillna(""), headers="keys", tablefmt="github", showindex=False))
     return "\n\n".join(parts) + "\n"
+
+
+def reproducing_command(result: Dict) -> str:
+    """The command a run records, without where it wrote its folder."""
+    words = (result.get("command") or "").split()
+    return " ".join(w for w in words if not w.startswith("results_dir=")) or "not recorded"
+
+
+def runs_table(results: List[Dict]) -> pd.DataFrame:
+    from benchmark.host import host_line
+    return pd.DataFrame([{
+        "run": r["run_id"], "command": f"`{reproducing_command(r)}`", "version": r.get("version", ""),
+        "pretraining s": r.get("pretrain", {}).get("seconds"), "machine": host_line(r.get("host"))}
+        for r in results])
+
+
+def render_page(tidy: pd.DataFrame, results: List[Dict], generator: str) -> str:
+    """``docs/results.md``: the markdown tables, then every run they are computed from, each with
+    the command that reproduces it and the machine it ran on."""
+    head = ["# Results", "",
+            f"Generated by `{generator}`; do not edit by hand. Top-1 in %, mean ± standard deviation over "
+            "seeds [95% Student's t interval], each seed's value the mean over the splits; `split std`, "
+            "how far the splits of one run disagree. A figure is comparable with figures from the same "
+            "kind of CPU or GPU (the machine column below).", "", ""]
+    runs = runs_table(results)
+    tail = ["", "### runs", "", tabulate(runs, headers="keys", tablefmt="github", showindex=False) if len(runs)
+            else "No runs found.", ""]
+    return "\n".join(head) + render(tidy, "markdown") + "\n".join(tail)
 
 
 def plot(tidy: pd.DataFrame, path: Path) -> None:
@@ -297,9 +376,14 @@ def argument_parser() -> argparse.ArgumentParser:
     ap.add_argument("--results", default="results/runs", help="folder searched for result.json (default results/runs)")
     ap.add_argument("--format", choices=FORMATS,
                     help="markdown (default), latex, or one tidy table with numeric columns: csv, json")
-    ap.add_argument("--out", help="write the tables to this file instead of stdout")
+    ap.add_argument("--out", help="write the tables to this file instead of stdout; in markdown, a page: "
+                                  "the tables, then each run with its command and machine (docs/results.md)")
     ap.add_argument("--plot", help="write a bar chart of measured (95%% CI) vs reported values (PNG); "
                                    "the tables are then printed only if --format or --out asks for them")
+    ap.add_argument("--against", metavar="METHOD",
+                    help="each setting's difference from METHOD's (same protocol, data and encoder), with a 95%% "
+                         "interval from a paired bootstrap over test videos and seeds; 'not significant' where "
+                         "it contains zero (needs the runs' predictions.json)")
     ap.add_argument("--paper-dir", default=str(PAPER_DIR), help=argparse.SUPPRESS)
     return ap
 
@@ -309,9 +393,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not Path(args.results).exists():
         print(f"error: results folder not found: {args.results}", file=sys.stderr)
         sys.exit(2)
-    tidy = tidy_table(load_runs(Path(args.results)), load_paper_rows(Path(args.paper_dir)))
+    runs = load_runs(Path(args.results))
+    if args.against and (runs.empty or args.against not in set(runs["method"])):
+        known = ", ".join(sorted(set(runs["method"]))) if not runs.empty else "none"
+        print(f"error: --against {args.against}: no run of that method in {args.results}; methods there: {known}",
+              file=sys.stderr)
+        sys.exit(2)
+    tidy = tidy_table(runs, load_paper_rows(Path(args.paper_dir)), args.against)
     if args.out or args.format or not args.plot:
-        text = render(tidy, args.format or "markdown")
+        fmt = args.format or "markdown"
+        if args.out and fmt == "markdown":
+            argv_used = sys.argv[1:] if argv is None else argv
+            text = render_page(tidy, list(read_results(Path(args.results))),
+                               " ".join(["python -m benchmark compare", *argv_used]))
+        else:
+            text = render(tidy, fmt)
         if args.out:
             from benchmark.checkpoint import atomic_write_bytes
             atomic_write_bytes(Path(args.out), lambda f: f.write(text.encode()))

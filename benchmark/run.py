@@ -168,6 +168,7 @@ def run(cfg) -> dict:
         from evaluation import evaluate
         eval_data.runtime = eval_runtime(cfg, device, run_dir, skipped_log)
         evals = evaluate(encoder, list(cfg.eval.protocols), cfg.eval, eval_data)
+        write_predictions(run_dir, evals)
     result = {
         "run_id": run_dir.name, "created": created, "version": __version__, "git_commit": git_commit(),
         "host": describe_host(device),
@@ -194,6 +195,15 @@ def run(cfg) -> dict:
     print(f"result: {run_dir / 'result.json'}")
     metrics.close()
     return result
+
+
+def write_predictions(run_dir: Path, evals: list) -> None:
+    """Move each protocol's per-video predictions out of the result entries into
+    ``predictions.json`` (``{protocol: {dataset, splits: {split: {videos, labels, predicted}}}}``),
+    which ``compare --against`` pairs video by video between runs."""
+    kept = {e["protocol"]: {"dataset": e["dataset"], "splits": e.pop("per_video")} for e in evals if "per_video" in e}
+    if kept:
+        atomic_write_json(run_dir / "predictions.json", kept)
 
 
 FAILED_MARKER = "FAILED"  # a run folder holding it failed; its first line is the error

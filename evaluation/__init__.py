@@ -1,7 +1,8 @@
 """Evaluation of any encoder (pretrained, random or supervised): it never knows how the
 encoder was trained, and never reads the run's config. ``evaluate`` runs the named protocols
 (:data:`evaluation.protocols.PROTOCOLS`: ``linear``, ``knn``, ``finetune``) on
-:class:`evaluation.data.EvalData` and summarises each over the splits."""
+:class:`evaluation.data.EvalData` and summarises each over the splits; a protocol's per-video
+predictions (``per_video``) come back beside the summary, for paired comparisons."""
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,11 @@ def result_entry(name: str, cfg, data: EvalData, per_split: Dict[int, Dict[str, 
              **split_summary({s: v["top1"] for s, v in per_split.items()}),
              "clips_per_video": data.clips_per_video, "spatial_crops": data.spatial_crops}
     entry.update(PROTOCOLS[name].describe(cfg, data))
-    for metric in (k for k in next(iter(per_split.values())) if k != "top1"):
+    for metric in (k for k in next(iter(per_split.values())) if k not in ("top1", "per_video")):
         entry[metric] = split_summary({s: v[metric] for s, v in per_split.items()})
+    predictions = {str(s): v["per_video"] for s, v in per_split.items() if "per_video" in v}
+    if predictions:
+        entry["per_video"] = predictions  # benchmark.run moves it from result.json to predictions.json
     return entry
 
 

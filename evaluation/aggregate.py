@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -18,6 +19,23 @@ def average_per_video(probs: torch.Tensor, video_index: torch.Tensor, num_videos
 
 def top1(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * float((probs.argmax(1) == labels).float().mean())
+
+
+def video_id(path: str) -> str:
+    """``class/video.avi``: a test video's name, the same on every machine that holds the dataset."""
+    return "/".join(Path(path).parts[-2:])
+
+
+def per_video(paths: Sequence[str], labels: torch.Tensor, predicted: torch.Tensor) -> Dict[str, List]:
+    """One split's per-video predictions as ``predictions.json`` keeps them, for paired
+    comparisons between runs (``python -m benchmark compare --against``)."""
+    return {"videos": [video_id(p) for p in paths], "labels": [int(v) for v in labels],
+            "predicted": [int(v) for v in predicted]}
+
+
+def scored(probs: torch.Tensor, labels: torch.Tensor, paths: Sequence[str]) -> Dict:
+    """A split's result from per-video class scores: top-1 and the per-video predictions."""
+    return {"top1": top1(probs, labels), "per_video": per_video(paths, labels, probs.argmax(1))}
 
 
 def split_summary(per_split: Dict[int, Optional[float]]) -> Dict:

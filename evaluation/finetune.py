@@ -38,7 +38,7 @@ from benchmark.data.pipeline import augmented_view
 from benchmark.errors import UserError, unknown_choice
 from benchmark.optim import build_optimizer, build_scheduler
 from benchmark.trainer import LoopSettings, new_scaler, resume_training, train_steps, training_state
-from evaluation.aggregate import average_per_video, top1
+from evaluation.aggregate import average_per_video, scored
 from evaluation.batch_norm import track_running_statistics
 from evaluation.protocols import register_protocol
 
@@ -166,8 +166,9 @@ def test_index_fn(ft, frames: int, clips_per_video: int, frame_stride: int):
 
 
 def finetune_split(encoder, ft, train_records, test_records, num_classes: int, frames: int, size: int,
-                   clips_per_video: int, runtime, out_dir: Path, seed: int, frame_stride: int = 1) -> float:
-    """Fine-tune a copy of ``encoder`` on ``train_records``; top-1 (%) on ``test_records``."""
+                   clips_per_video: int, runtime, out_dir: Path, seed: int, frame_stride: int = 1) -> dict:
+    """Fine-tune a copy of ``encoder`` on ``train_records``; top-1 (%) on ``test_records`` and the
+    per-video predictions (:func:`evaluation.aggregate.scored`)."""
     check_finetune(ft)
     device = runtime.device
     views = views_of(ft)
@@ -205,7 +206,8 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
             with runtime.precision_ctx:
                 probs.append(F.softmax(model(clips).float(), 1).cpu())
             vids.append(batch["index"].repeat(len(clips)))
-    return top1(average_per_video(torch.cat(probs), torch.cat(vids), len(test_records)), labels)
+    return scored(average_per_video(torch.cat(probs), torch.cat(vids), len(test_records)), labels,
+                  [r.path for r in test_records])
 
 
 def describe_finetune(ft, data):
@@ -221,7 +223,6 @@ def finetune_protocol(encoder, ft, data):
     """``eval.finetune``: per split, a copy of the encoder fine-tuned end to end on the train list."""
     rt = data.runtime
     out_root = (rt.run_dir or Path(".")) / "finetune"
-    return {split: {"top1": finetune_split(encoder, ft, train, test, data.num_classes, data.frames, data.size,
-                                           data.clips_per_video, rt, out_root / f"split{split}", data.seed,
-                                           data.frame_stride)}
+    return {split: finetune_split(encoder, ft, train, test, data.num_classes, data.frames, data.size,
+                                  data.clips_per_video, rt, out_root / f"split{split}", data.seed, data.frame_stride)
             for split, (train, test) in data.splits.items()}

@@ -3,7 +3,7 @@
 Video features are the mean of their clips' features, L2-normalised. R@k is the share of
 queries with a same-class video among their k nearest train videos (the video-retrieval
 protocol of Xu et al. 2019 / CoCLR); kNN top-1 is a similarity-weighted vote of the k
-nearest neighbours.
+nearest neighbours (``votes``, ``[N_test, C]``, also returned).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Dict, Sequence
 import torch
 import torch.nn.functional as F
 
+from evaluation.aggregate import per_video
 from evaluation.protocols import register_protocol
 
 
@@ -26,6 +27,7 @@ def knn_retrieval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
     c = num_classes or int(max(train_y.max(), test_y.max())) + 1
     votes = torch.zeros(len(te), c).scatter_add_(1, train_y[top_idx[:, :k]], top_sim[:, :k].clamp_min(0) + 1e-6)
     out["top1"] = 100.0 * float((votes.argmax(1) == test_y).float().mean())
+    out["votes"] = votes
     return out
 
 
@@ -33,8 +35,11 @@ def knn_retrieval(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
 def knn_protocol(encoder, cfg, data):
     """``eval.knn``: per split, test videos query train videos (features averaged over a video's clips)."""
     f = data.frozen_features(encoder)
+    paths = [r.path for r in data.videos()]
     out = {}
     for split, (train, test) in f["rows"].items():
-        out[split] = knn_retrieval(f["features"][train].mean(1), f["labels"][train], f["features"][test].mean(1),
-                                   f["labels"][test], list(cfg.recall_at), cfg.k, data.num_classes)
+        found = knn_retrieval(f["features"][train].mean(1), f["labels"][train], f["features"][test].mean(1),
+                              f["labels"][test], list(cfg.recall_at), cfg.k, data.num_classes)
+        votes = found.pop("votes")
+        out[split] = {**found, "per_video": per_video([paths[i] for i in test], f["labels"][test], votes.argmax(1))}
     return out

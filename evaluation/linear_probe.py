@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from evaluation.aggregate import average_per_video, top1
+from evaluation.aggregate import average_per_video, scored, top1
 from evaluation.protocols import register_protocol
 
 
@@ -40,6 +40,16 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, train_idx: torch.
                  num_classes: int, epochs: int = 100, lr: float = 0.1, batch_size: int = 256,
                  weight_decay: float = 0.0, seed: int = 0) -> float:
     """Top-1 (%) of a linear classifier trained on ``features[train_idx]`` (``[N, K, D]``)."""
+    probs = linear_probe_scores(features, labels, train_idx, test_idx, num_classes, epochs, lr, batch_size,
+                                weight_decay, seed)
+    return top1(probs, labels[test_idx])
+
+
+def linear_probe_scores(features: torch.Tensor, labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor,
+                        num_classes: int, epochs: int = 100, lr: float = 0.1, batch_size: int = 256,
+                        weight_decay: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """``[len(test_idx), C]``: the probe's class probabilities per test video (its clips' softmax
+    averaged)."""
     k = features.shape[1]
     xtr = features[train_idx].flatten(0, 1)
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
@@ -50,7 +60,7 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, train_idx: torch.
         xte = (features[test_idx].flatten(0, 1) - mean) / std
         probs = F.softmax(clf(xte), dim=1)
         vid = torch.arange(len(test_idx)).repeat_interleave(k)
-        return top1(average_per_video(probs, vid, len(test_idx)), labels[test_idx])
+        return average_per_video(probs, vid, len(test_idx))
 
 
 @register_protocol("linear")
@@ -58,8 +68,10 @@ def linear_protocol(encoder, cfg, data):
     """``eval.linear``: a linear probe per split on the frozen encoder's features (every clip of a
     train video a sample; probabilities averaged per test video)."""
     f = data.frozen_features(encoder)
+    paths = [r.path for r in data.videos()]
     out = {}
     for split, (train, test) in f["rows"].items():
-        out[split] = {"top1": linear_probe(f["features"], f["labels"], train, test, data.num_classes, cfg.epochs, cfg.lr,
-                                           cfg.batch_size, cfg.weight_decay, data.seed)}
+        probs = linear_probe_scores(f["features"], f["labels"], train, test, data.num_classes, cfg.epochs, cfg.lr,
+                                    cfg.batch_size, cfg.weight_decay, data.seed)
+        out[split] = scored(probs, f["labels"][test], [paths[i] for i in test])
     return out

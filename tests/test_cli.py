@@ -182,6 +182,12 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
         assert logged["linear/synthetic/mean"] == pytest.approx(ev["linear"]["mean"])
         assert logged["knn/synthetic/split3"] == pytest.approx(ev["knn"]["splits"]["3"])
         assert logged["knn/synthetic/R@1/split1"] == pytest.approx(ev["knn"]["R@1"]["splits"]["1"])
+        assert all("per_video" not in e for e in r["evals"])  # predictions have their own file
+        predictions = json.loads((runs / r["run_id"] / "predictions.json").read_text())
+        for protocol in ("linear", "knn"):  # the saved predictions are the ones scored
+            for split, p in predictions[protocol]["splits"].items():
+                right = sum(a == b for a, b in zip(p["predicted"], p["labels"]))
+                assert 100.0 * right / len(p["labels"]) == pytest.approx(ev[protocol]["splits"][split])
     out = tmp_path / "cmp.md"
     p = cli(["compare", "--results", str(runs), "--out", str(out), "--plot", str(tmp_path / "cmp.png")], tmp_path)
     assert p.returncode == 0, p.stderr
@@ -190,6 +196,9 @@ def test_end_to_end_run_then_compare(tmp_path, tiny_dataset):
     measured = text.split("### ")[1]
     assert measured.startswith("measured here") and "vdim (linear, 4 steps)" in measured and "random (linear, 0 steps)" in measured
     assert (tmp_path / "cmp.png").stat().st_size > 1000
+    against = cli(["compare", "--results", str(runs), "--against", "random", "--format", "json"], tmp_path)
+    vdim = next(r for r in json.loads(against.stdout) if r["method"] == "vdim" and r["protocol"] == "linear")
+    assert vdim["paired_seeds"] == 1 and vdim["paired_videos"] > 0 and vdim["diff_ci95_low"] <= vdim["diff"]
     j = cli(["compare", "--results", str(runs), "--format", "json"], tmp_path)
     records = [r for r in json.loads(j.stdout) if r["status"] == "measured"]
     assert {(r["method"], r["protocol"]) for r in records} == {(m, p) for m in ("vdim", "random") for p in ("linear", "knn")}

@@ -113,8 +113,12 @@ def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dat
     from evaluation.finetune import finetune_split
     enc, tr, te, n_cls = _finetune_setup(tiny_dataset)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
-    acc = finetune_split(enc, _ft_cfg(preset, 3), tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0)
+    out = finetune_split(enc, _ft_cfg(preset, 3), tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0)
+    acc, videos = out["top1"], out["per_video"]
     assert (acc * len(te) / 100) == pytest.approx(round(acc * len(te) / 100))  # a share of the test videos
+    assert videos["labels"] == [r.label for r in te] and len(videos["videos"]) == len(set(videos["videos"])) == len(te)
+    right = sum(p == y for p, y in zip(videos["predicted"], videos["labels"]))
+    assert 100.0 * right / len(te) == pytest.approx(acc)  # the saved predictions are the ones scored
     assert all(torch.equal(v, enc.state_dict()[k]) for k, v in before.items())  # the pretrained encoder is untouched
     state = torch.load(tmp_path / "split1" / "last.pt", weights_only=True)
     assert state["step"] == 3
