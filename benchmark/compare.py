@@ -52,14 +52,26 @@ VOLATILE = {"": ("seed", "run_id", "results_dir"),
             "eval": ("cache_dir", "feature_batch_size")}
 
 
+def without_nulls(node):
+    """The config without its null keys: a key a later version adds with a null default (off)
+    leaves the setting of older runs unchanged."""
+    if isinstance(node, dict):
+        return {k: without_nulls(v) for k, v in node.items() if v is not None}
+    return node
+
+
 def setting_of(result: Dict) -> str:
-    """What makes runs the same setting: the resolved config without the seed and the keys
-    that do not change the numbers (paths, workers, logging), plus the data version."""
-    cfg = json.loads(json.dumps(result.get("config", {})))
+    """What makes runs the same setting: the resolved config without the seed, the keys that do
+    not change the numbers (paths, workers, logging) and null keys, plus the data version."""
+    cfg = without_nulls(json.loads(json.dumps(result.get("config", {}))))
     for section, keys in VOLATILE.items():
         node = cfg if not section else cfg.get(section, {})
         for k in keys:
             node.pop(k, None)
+    ev = cfg.get("eval", {})
+    if "train_examples" not in ev and "train_examples_per_class" not in ev:
+        ev.pop("subset_seed", None)  # which subset matters only when there is one
+    cfg = {k: v for k, v in cfg.items() if v != {}}
     cfg["data_version"] = result.get("pretrain", {}).get("data_version")
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -87,7 +99,8 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
                 "eval_data": e["dataset"], "protocol": e["protocol"], "mean": e["mean"],
                 "splits": e["splits"], "params_m": r.get("params_m"), "gflops": r.get("gflops_per_clip"),
                 "steps": r["pretrain"]["steps"], "resolution": f"{r.get('input', {}).get('frames')}x{r.get('input', {}).get('size')}",
-                "test_protocol": e.get("test_protocol", ""), "color": (m.get("augment") or {}).get("color"),
+                "test_protocol": e.get("test_protocol", ""), "train_subset": e.get("train_subset"),
+                "color": (m.get("augment") or {}).get("color"),
                 "downsample": max((m.get("views") or {}).get("downsample") or [1]),
                 "temporal_difference": m.get("temporal_difference"),
             })
@@ -145,7 +158,8 @@ def aggregate(runs: pd.DataFrame, keys=SETTING_KEYS) -> pd.DataFrame:
                     **{f"split_{k}": sum(v) / len(v) for k, v in sorted(per_split.items())},
                     "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna().unique())),
                     "steps": int(g["steps"].iloc[0]), "resolution": g["resolution"].iloc[0],
-                    "test_protocol": g["test_protocol"].iloc[0], "params_m": g["params_m"].iloc[0],
+                    "test_protocol": g["test_protocol"].iloc[0], "train_subset": g["train_subset"].iloc[0],
+                    "params_m": g["params_m"].iloc[0],
                     "runs": [{"run_id": r, "seed": s, "mean": m, "splits": sp, "folder": f}
                              for r, s, m, sp, f in zip(g["run_id"], g["seed"], g["mean"], g["splits"], g["folder"])]})
     df = pd.DataFrame(out)
@@ -154,9 +168,11 @@ def aggregate(runs: pd.DataFrame, keys=SETTING_KEYS) -> pd.DataFrame:
 
 
 def run_labels(measured: pd.DataFrame) -> List[str]:
-    """``vdim (linear, 400 steps)``; the encoder, then the setting's hash, are added where that
+    """``vdim (linear, 400 steps)`` (``..., trained on 3 per class (subset seed 0))`` under the
+    sample-sensitivity protocol); the encoder, then the setting's hash, are added where that
     still names two settings alike."""
-    labels = [f"{m} ({p}, {s} steps)" for m, p, s in zip(measured["method"], measured["protocol"], measured["steps"])]
+    labels = [f"{m} ({p}, {s} steps" + (f", trained on {sub})" if isinstance(sub, str) else ")")
+              for m, p, s, sub in zip(measured["method"], measured["protocol"], measured["steps"], measured["train_subset"])]
     for tells_apart in (measured["encoder"], measured["setting"].str[:6]):
         alike = list(labels)
         labels = [f"{label[:-1]}, {extra})" if alike.count(label) > 1 else label for label, extra in zip(alike, tells_apart)]
@@ -182,7 +198,7 @@ MATCH = ("method", "pretrain_data", "eval_data", "protocol")
 PAPER_COLUMNS = ("paper", "table", "model", "paper_value", "source")
 MEASURED_COLUMNS = ("label", "method", "encoder", "pretrain_data", "eval_data", "protocol", "n", "mean", "std",
                     "ci95_low", "ci95_high", "split_std")
-TAIL_COLUMNS = ("seeds", "steps", "resolution", "test_protocol", "params_m", "setting")
+TAIL_COLUMNS = ("seeds", "steps", "resolution", "test_protocol", "train_subset", "params_m", "setting")
 
 
 AGAINST_COLUMNS = ("against", "diff", "diff_ci95_low", "diff_ci95_high", "significant", "paired_seeds", "paired_videos")

@@ -188,6 +188,9 @@ class EvalConfig:
     spatial_crops: int = 1
     feature_batch_size: int = 32
     bn_batches: int = 50  # an encoder pretrained without BN running statistics gets them from this many batches of training clips (evaluation/batch_norm.py)
+    train_examples: Optional[int] = None  # sample sensitivity (evaluation/subsets.py): this many training videos a split, class-balanced
+    train_examples_per_class: Optional[int] = None  # ... or this many of each class
+    subset_seed: int = 0  # which subset: the same for every method and pretraining seed
     cache_dir: Optional[str] = None
     linear: LinearEvalConfig = field(default_factory=LinearEvalConfig)
     finetune: FinetuneEvalConfig = field(default_factory=FinetuneEvalConfig)

@@ -10,6 +10,7 @@ from typing import Optional
 from benchmark.data.pipeline import eval_sampler, records_for
 from benchmark.errors import UserError
 from evaluation import EvalData, EvalRuntime, check_eval_config
+from evaluation.subsets import class_balanced_subset, describe_subset
 
 log = logging.getLogger("benchmark.run")
 
@@ -56,8 +57,10 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
     for s in splits:
         train, classes = records_for(ds, s, "train")
         test, _ = records_for(ds, s, "test")
+        train = class_balanced_subset(train, len(classes), ev.train_examples, ev.train_examples_per_class, ev.subset_seed)
         lists[s] = (train, test)
     return EvalData(dataset=ds.name, splits=lists, classes=classes, encoder_name=cfg.encoder.name,
+                    train_subset=describe_subset(ev.train_examples, ev.train_examples_per_class, ev.subset_seed),
                     frames=cfg.encoder.frames, size=cfg.encoder.size, clips_per_video=ev.clips_per_video,
                     spatial_crops=ev.spatial_crops, frame_stride=ev.frame_stride,
                     feature_batch_size=ev.feature_batch_size, bn_batches=ev.bn_batches, seed=cfg.seed, test_clips=test_clips)

@@ -54,7 +54,10 @@ def result_entry(name: str, cfg, data: EvalData, per_split: Dict[int, Dict[str, 
     every other metric (``R@k``) summarised alike, and the protocol's own description."""
     entry = {"protocol": name, "dataset": data.dataset, "metric": "top1",
              **split_summary({s: v["top1"] for s, v in per_split.items()}),
-             "clips_per_video": data.clips_per_video, "spatial_crops": data.spatial_crops}
+             "clips_per_video": data.clips_per_video, "spatial_crops": data.spatial_crops,
+             "train_videos": {str(s): len(data.splits[s][0]) for s in per_split}}
+    if data.train_subset:
+        entry["train_subset"] = data.train_subset
     entry.update(PROTOCOLS[name].describe(cfg, data))
     for metric in (k for k in next(iter(per_split.values())) if k not in ("top1", "per_video")):
         entry[metric] = split_summary({s: v[metric] for s, v in per_split.items()})

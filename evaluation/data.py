@@ -49,6 +49,7 @@ class EvalData:
     feature_batch_size: int = 32
     bn_batches: int = 50  # batches of training clips that estimate an encoder's missing BN statistics (evaluation/batch_norm.py)
     seed: int = 0
+    train_subset: Optional[str] = None  # the sample-sensitivity subset the train lists were cut to (evaluation/subsets.py)
     test_clips: Optional[Tuple] = None  # (index_fn, view_fn) of the test clips, built when the data is planned
     runtime: EvalRuntime = field(default_factory=EvalRuntime)
     _features: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)

@@ -140,3 +140,13 @@ def test_a_method_no_paper_reports_says_so_and_a_reported_one_does_not(tmp_path)
     cells = dict(zip(tidy.loc[tidy["status"] == "measured", "method"], readable_tables(tidy)["measured here"]["paper"]))
     assert cells["maxgl"] == "no paper numbers known"
     assert cells["dpc"] == ""  # DPC's papers report other settings, not this one
+
+
+def test_keys_a_later_version_adds_switched_off_leave_the_setting_alone(tmp_path):
+    from benchmark.compare import setting_of
+    old = _result("a", **SYN)
+    new = _result("b", seed=1, **SYN)
+    new["config"]["eval"] = {"train_examples": None, "train_examples_per_class": None, "subset_seed": 0}
+    assert setting_of(old) == setting_of(new)
+    new["config"]["eval"]["train_examples_per_class"] = 3
+    assert setting_of(old) != setting_of(new)
