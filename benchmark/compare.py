@@ -52,6 +52,9 @@ VOLATILE = {"": ("seed", "run_id", "results_dir"),
             "eval": ("cache_dir", "feature_batch_size")}
 
 
+PROTOCOL_SECTIONS = ("linear", "finetune", "knn")  # eval.<protocol>: that protocol's own settings
+
+
 def without_nulls(node):
     """The config without its null keys: a key a later version adds with a null default (off)
     leaves the setting of older runs unchanged."""
@@ -62,7 +65,8 @@ def without_nulls(node):
 
 def setting_of(result: Dict) -> str:
     """What makes runs the same setting: the resolved config without the seed, the keys that do
-    not change the numbers (paths, workers, logging) and null keys, plus the data version."""
+    not change the numbers (paths, workers, logging, the settings of protocols not run) and null
+    keys, plus the data version."""
     cfg = without_nulls(json.loads(json.dumps(result.get("config", {}))))
     for section, keys in VOLATILE.items():
         node = cfg if not section else cfg.get(section, {})
@@ -71,6 +75,9 @@ def setting_of(result: Dict) -> str:
     ev = cfg.get("eval", {})
     if "train_examples" not in ev and "train_examples_per_class" not in ev:
         ev.pop("subset_seed", None)  # which subset matters only when there is one
+    for protocol in PROTOCOL_SECTIONS:
+        if protocol not in ev.get("protocols", [protocol]):
+            ev.pop(protocol, None)  # a protocol's settings change no other protocol's numbers
     cfg = {k: v for k, v in cfg.items() if v != {}}
     cfg["data_version"] = result.get("pretrain", {}).get("data_version")
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]

@@ -168,6 +168,7 @@ class FinetuneEvalConfig:
     views: int = 4
     grad_clip: float = 0.0
     checkpoint_every: int = 100
+    lab_dropout_test: str = "average"  # average | keep_all: test clips with each Lab channel dropped in turn, or none dropped
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # the fine-tuning clips' own augmentation
 
 

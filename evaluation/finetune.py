@@ -103,9 +103,28 @@ class ClassificationLoss(nn.Module):
         return {"loss": F.cross_entropy(self.classifier(torch.stack(views, dim=1)).float(), labels)}
 
 
+LAB_DROPOUT_TEST = ("average", "keep_all")
+
+
+def lab_test_inputs(clips: torch.Tensor, ft) -> list:
+    """The test inputs whose class probabilities are averaged for ``clips`` ``[n, views, 3, T, H, W]``:
+    under Lab dropout with ``lab_dropout_test=average``, the clips with each Lab channel zeroed in
+    turn (the inputs fine-tuning trained on, without their randomness); otherwise the clips."""
+    if ft.augment.color != "lab_dropout" or ft.lab_dropout_test == "keep_all":
+        return [clips]
+    variants = []
+    for channel in range(clips.shape[2]):
+        dropped = clips.clone()
+        dropped[:, :, channel] = 0
+        variants.append(dropped)
+    return variants
+
+
 def check_finetune(ft) -> None:
     if ft.preset not in PRESETS:
         raise unknown_choice("eval.finetune.preset", ft.preset, PRESETS)
+    if ft.lab_dropout_test not in LAB_DROPOUT_TEST:
+        raise unknown_choice("eval.finetune.lab_dropout_test", ft.lab_dropout_test, LAB_DROPOUT_TEST)
 
 
 def views_of(ft) -> int:
@@ -204,7 +223,8 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
             clips = batch["clips"][0]
             clips = clips.view(clips.shape[0] // views, views, *clips.shape[1:]).to(device)
             with runtime.precision_ctx:
-                probs.append(F.softmax(model(clips).float(), 1).cpu())
+                variants = lab_test_inputs(clips, ft)
+                probs.append(sum(F.softmax(model(x).float(), 1) for x in variants).cpu() / len(variants))
             vids.append(batch["index"].repeat(len(clips)))
     return scored(average_per_video(torch.cat(probs), torch.cat(vids), len(test_records)), labels,
                   [r.path for r in test_records])
@@ -215,6 +235,8 @@ def describe_finetune(ft, data):
         test = f"windows of {ft.blocks} blocks every {ft.window_stride}"
     else:
         test = f"{data.clips_per_video} clips x {views_of(ft)} views"
+    if ft.augment.color == "lab_dropout" and ft.lab_dropout_test == "average":
+        test += ", each Lab channel dropped in turn"
     return {"finetune_preset": ft.preset, "test_protocol": test}
 
 

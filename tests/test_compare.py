@@ -150,3 +150,13 @@ def test_keys_a_later_version_adds_switched_off_leave_the_setting_alone(tmp_path
     assert setting_of(old) == setting_of(new)
     new["config"]["eval"]["train_examples_per_class"] = 3
     assert setting_of(old) != setting_of(new)
+
+
+def test_settings_of_a_protocol_not_run_leave_the_setting_alone(tmp_path):
+    from benchmark.compare import setting_of
+    a, b = _result("a", **SYN), _result("b", seed=1, **SYN)
+    for r, steps in ((a, 200), (b, 400)):
+        r["config"]["eval"] = {"protocols": ["linear", "knn"], "finetune": {"steps": steps}, "linear": {"epochs": 100}}
+    assert setting_of(a) == setting_of(b)
+    b["config"]["eval"]["linear"]["epochs"] = 50
+    assert setting_of(a) != setting_of(b)

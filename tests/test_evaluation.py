@@ -180,3 +180,21 @@ def test_dpc_test_windows_of_a_short_video_repeat_its_last_frame():
     from evaluation.finetune import dpc_test_windows
     (w,) = dpc_test_windows(30, 5, 8, 4, 1)  # 6 blocks, fewer than 8: one window
     assert w.tolist() == list(range(30)) + [29] * 10
+
+
+def test_lab_dropout_test_inputs_are_the_three_dropped_channel_clips():
+    """Fine-tuning under Lab dropout trains on clips with one channel zeroed; by default its test
+    averages over the three such clips (eval.finetune.lab_dropout_test=average)."""
+    from types import SimpleNamespace
+
+    from evaluation.finetune import lab_test_inputs
+    clips = torch.rand(2, 4, 3, 5, 8, 8) + 0.1  # [n, views, Lab, T, H, W], no zeros of its own
+    ft = SimpleNamespace(augment=SimpleNamespace(color="lab_dropout"), lab_dropout_test="average")
+    inputs = lab_test_inputs(clips, ft)
+    assert len(inputs) == 3
+    for c, x in enumerate(inputs):
+        assert torch.all(x[:, :, c] == 0)
+        keep = [k for k in range(3) if k != c]
+        assert torch.equal(x[:, :, keep], clips[:, :, keep])
+    assert lab_test_inputs(clips, SimpleNamespace(augment=ft.augment, lab_dropout_test="keep_all"))[0] is clips
+    assert lab_test_inputs(clips, SimpleNamespace(augment=SimpleNamespace(color="jitter"), lab_dropout_test="average"))[0] is clips
