@@ -121,6 +121,12 @@ class TrainerConfig:
     momentum: float = 0.9
     schedule: str = "constant"  # constant | cosine | step
     warmup_steps: int = 0
+    # SlowFast's schedule in epochs (benchmark/optim.py schedule_in_steps): each, when set, replaces
+    # its count in steps, converted with the training list's size and the global batch
+    epochs: Optional[float] = None
+    warmup_epochs: Optional[float] = None
+    warmup_start_lr: Optional[float] = None  # the warm-up's first rate (null: lr / warmup_steps)
+    lr_reference_batch: Optional[int] = None  # lr (and warmup_start_lr) are per this many clips of global batch: scaled with it
     decay_every: int = 0
     decay_factor: float = 0.5
     precision: str = "bf16"  # fp32 | bf16 | fp16

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch.optim import Optimizer
@@ -62,12 +64,38 @@ def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, mom
     raise unknown_choice("optimizer", name, OPTIMIZERS)
 
 
+@dataclass(frozen=True)
+class StepSchedule:
+    """The pretraining schedule in steps and the base rate, as the loop runs it."""
+    steps: int
+    warmup_steps: int
+    lr: float
+    warmup_start_factor: Optional[float]  # the warm-up's first rate over lr; None: 1 / warmup_steps
+
+
+def schedule_in_steps(t, train_videos: int, world_size: int) -> StepSchedule:
+    """``trainer.*`` as steps: ``epochs`` and ``warmup_epochs`` (SlowFast's ``SOLVER.MAX_EPOCH`` and
+    ``WARMUP_EPOCHS``) times the steps an epoch takes, ``ceil(train_videos / global batch)``, where
+    they are set; ``lr`` and ``warmup_start_lr`` times ``global batch / lr_reference_batch`` where that
+    is set (SlowFast's ``BASE_LR_SCALE_NUM_SHARDS``, its rates being per 64-clip machine)."""
+    global_batch = t.batch_size * world_size
+    per_epoch = max(1, math.ceil(train_videos / global_batch))
+    steps = t.steps if t.epochs is None else max(1, round(t.epochs * per_epoch))
+    warmup = t.warmup_steps if t.warmup_epochs is None else round(t.warmup_epochs * per_epoch)
+    scale = 1.0 if t.lr_reference_batch is None else global_batch / t.lr_reference_batch
+    lr = t.lr * scale
+    start = None if t.warmup_start_lr is None else t.warmup_start_lr * scale / lr
+    return StepSchedule(steps, min(warmup, steps), lr, start)
+
+
 def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, decay_every: int = 0,
-              decay_factor: float = 0.5, decay_at=()) -> float:
-    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule
-    (``step``: ``decay_factor`` once per ``decay_every`` steps, or once at each step of ``decay_at``
-    where that is given, as ``MultiStepLR``)."""
+              decay_factor: float = 0.5, decay_at=(), warmup_start: Optional[float] = None) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up (from ``warmup_start``, or
+    from ``1 / warmup``), then the schedule (``step``: ``decay_factor`` once per ``decay_every``
+    steps, or once at each step of ``decay_at`` where that is given, as ``MultiStepLR``)."""
     if warmup and step < warmup:
+        if warmup_start is not None:
+            return warmup_start + (1 - warmup_start) * step / warmup
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
@@ -82,8 +110,8 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, decay_every
 
 
 def build_scheduler(optimizer, total: int, schedule: str, warmup: int = 0, decay_every: int = 0, decay_factor: float = 0.5,
-                    decay_at=()):
+                    decay_at=(), warmup_start: Optional[float] = None):
     lr_factor(0, total, schedule, warmup, decay_every, decay_factor)  # validates the name
     decay_at = tuple(decay_at)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, schedule, warmup, decay_every, decay_factor, decay_at))
+        optimizer, lambda s: lr_factor(s, total, schedule, warmup, decay_every, decay_factor, decay_at, warmup_start))

@@ -30,7 +30,7 @@ from benchmark.data.datasets import PretrainStream
 from benchmark.data.batch_augment import step_generator
 from benchmark.distributed import DistInfo, mean_over_processes
 from benchmark.errors import UserError, check_minimums, check_positive, unknown_choice
-from benchmark.optim import build_optimizer, build_scheduler
+from benchmark.optim import build_optimizer, build_scheduler, schedule_in_steps
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -280,6 +280,12 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
              dist_info: DistInfo, skipped_log: str, metrics: MetricsLog) -> PretrainResult:
     t = cfg.trainer
     records = data.records
+    plan = schedule_in_steps(t, len(records), dist_info.world_size)
+    if (plan.steps, plan.warmup_steps, plan.lr) != (t.steps, t.warmup_steps, t.lr):
+        log.info("schedule: %d steps (%d warm-up) at lr %g", plan.steps, plan.warmup_steps, plan.lr)
+        t.steps, t.warmup_steps, t.lr = plan.steps, plan.warmup_steps, plan.lr  # result.json's config: as run
+        t.epochs = t.warmup_epochs = t.lr_reference_batch = None
+        t.warmup_start_lr = None if plan.warmup_start_factor is None else plan.warmup_start_factor * plan.lr
     ckpt_dir = run_dir / "checkpoints"
     fp = fingerprint(cfg)
     if dist_info.is_main:
@@ -298,7 +304,8 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False,
             broadcast_buffers=False)
     opt = build_optimizer(t.optimizer, method.param_groups(), t.lr, t.weight_decay, t.momentum)
-    sched = build_scheduler(opt, t.steps, t.schedule, t.warmup_steps, t.decay_every, t.decay_factor)
+    sched = build_scheduler(opt, t.steps, t.schedule, t.warmup_steps, t.decay_every, t.decay_factor,
+                            warmup_start=plan.warmup_start_factor)
     scaler = new_scaler(device, t.precision)
     start = 0
     resume = resolve_resume(cfg, run_dir, fp)

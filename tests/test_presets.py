@@ -14,14 +14,14 @@ from conftest import ROOT, TINY_OVERRIDES, compose_run
 from test_cli import cli
 
 PRESETS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
-PAPER = {  # preset: (method, encoder, pretraining dataset, steps, per-process batch)
+PAPER = {  # preset: (method, encoder, pretraining dataset, steps (None: in epochs), per-process batch)
     "vdim_ucf101_table2": ("vdim", "vdim", "ucf101", 50000, 64),
     "vdim_k600_table3": ("vdim", "vdim", "kinetics600", 100000, 15),
     "vdim_ablation": ("vdim", "vdim", "ucf101", 50000, 64),
-    "rho_simclr_k400": ("rho_simclr", "slow_r50", "kinetics400", 200000, 8),
-    "rho_moco_k400": ("rho_moco", "slow_r50", "kinetics400", 200000, 8),
-    "rho_byol_k400": ("rho_byol", "slow_r50", "kinetics400", 200000, 8),
-    "rho_swav_k400": ("rho_swav", "slow_r50", "kinetics400", 200000, 8),
+    "rho_simclr_k400": ("rho_simclr", "slow_r50", "kinetics400", None, 8),
+    "rho_moco_k400": ("rho_moco", "slow_r50", "kinetics400", None, 8),
+    "rho_byol_k400": ("rho_byol", "slow_r50", "kinetics400", None, 8),
+    "rho_swav_k400": ("rho_swav", "slow_r50", "kinetics400", None, 8),
     "dpc_ucf101": ("dpc", "r2d3d_18", "ucf101", 45000, 64),
     "dpc_k400": ("dpc", "r2d3d_18", "kinetics400", 562500, 64),
     "maxgl_ucf101": ("maxgl", "r3d_18", "ucf101", 30000, 64),
@@ -39,7 +39,7 @@ def test_preset_composes_with_the_paper_settings(name):
     cfg = compose_run([f"experiment={name}", "dataset.root=/data/x"])
     method, encoder, dataset, steps, batch = PAPER[name]
     assert (cfg.method.name, cfg.encoder.name, cfg.dataset.name) == (method, encoder, dataset)
-    assert (cfg.trainer.steps, cfg.trainer.batch_size) == (steps, batch)
+    assert (cfg.trainer.steps if steps else None, cfg.trainer.batch_size) == (steps, batch)
     assert cfg.experiment_name == name and "GPU-hours" in cfg.compute_budget
     check_trainer_numbers(cfg.trainer)  # a preset's counts and rates pass the run's own checks
     if encoder == "vdim":
@@ -105,7 +105,9 @@ def test_preset_runs_one_step_on_synthetic_videos(name, tmp_path, tiny_dataset):
     """Paper encoder, sampler, optimiser and schedule for one step on real .avi files; the
     evaluation is left out here (test_cli covers it) because it would extract paper-size features."""
     args = ["run", f"experiment={name}", "dataset=synthetic", f"dataset.root={tiny_dataset}", *TINY_OVERRIDES,
-            f"results_dir={tmp_path / 'r'}", "trainer.steps=1", "trainer.batch_size=2", "trainer.warmup_steps=0",
+            f"results_dir={tmp_path / 'r'}", "trainer.steps=1", "trainer.epochs=null", "trainer.warmup_epochs=null",
+            "trainer.sync_bn=false",
+            "trainer.batch_size=2", "trainer.warmup_steps=0",
             "trainer.num_workers=0", "trainer.progress=false", "trainer.device=cpu", "eval.protocols=[]", "eval.dataset=null"]
     proc = cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -203,3 +205,31 @@ def test_eval_split_numbers_are_checked_before_pretraining_except_kinetics_singl
     # Kinetics' single split passes the number check; its lists are read next, before pretraining
     with pytest.raises(UserError, match="^dataset root not found: /data/k400$"):
         plan_evaluation(compose_run(["dataset=kinetics400", "dataset.root=/data/k400", "eval.splits=[1]"]))
+
+
+RHO_RATES = {"rho_simclr_k400": (0.6, "lars"), "rho_moco_k400": (0.2, "sgd"), "rho_byol_k400": (0.6, "lars"),
+             "rho_swav_k400": (0.6, "lars")}
+
+
+@pytest.mark.parametrize("name", sorted(RHO_RATES))
+def test_rho_presets_schedule_in_epochs_with_rates_per_64_clips(name):
+    """SlowFast configs/contrastive_ssl/*_8x8.yaml: 200 epochs, 35 of warm-up from 0.001, cosine,
+    BASE_LR per 64-clip machine scaled with the machines (MoCo's doubled: the reference sums its
+    two query clips' losses, this averages them)."""
+    from benchmark.optim import schedule_in_steps
+    t = compose_run([f"experiment={name}", "dataset.root=/x"]).trainer
+    lr, optimizer = RHO_RATES[name]
+    assert (t.epochs, t.warmup_epochs, t.warmup_start_lr, t.lr_reference_batch, t.schedule) == (200, 35, 0.001, 64, "cosine")
+    assert (t.lr, t.optimizer) == (lr, optimizer)
+    plan = schedule_in_steps(t, 239975, 64)  # Kinetics-400's training list on 64 GPUs of 8 clips
+    assert (plan.steps, plan.warmup_steps) == (200 * 469, 35 * 469)  # ceil(239975 / 512) = 469 steps an epoch
+    assert plan.lr == pytest.approx(lr * 512 / 64)
+
+
+@pytest.mark.parametrize("name,mlp_bn,sync_bn", [("rho_simclr_k400", False, True), ("rho_moco_k400", False, False),
+                                                  ("rho_byol_k400", True, True), ("rho_swav_k400", True, True)])
+def test_rho_heads_and_sync_bn_as_the_reference(name, mlp_bn, sync_bn):
+    """SlowFast: BN in the projection MLP only for BYOL and SwAV (CONTRASTIVE.BN_MLP), SyncBN for
+    SimCLR, BYOL and SwAV (BN.NORM_TYPE sync_batchnorm); MoCo shuffles BN instead."""
+    cfg = compose_run([f"experiment={name}", "dataset.root=/x"])
+    assert (cfg.method.mlp_bn, cfg.trainer.sync_bn) == (mlp_bn, sync_bn)
