@@ -54,6 +54,9 @@ class RhoClipConfig:
     frames: int = MISSING  # T
     stride: int = MISSING  # tau
     max_distance: Optional[int] = None  # max start distance in frames; None = whole video
+    sort: Optional[bool] = None  # true: clips in time order (SlowFast's decoder); null/false: in the order drawn
+    min_gap: Optional[int] = None  # frames between neighbouring clips, at least (SlowFast DELTA_CLIPS_MIN); null: no bound
+    max_gap: Optional[int] = None  # ... at most (DELTA_CLIPS_MAX)
 
 
 @dataclass

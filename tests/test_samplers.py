@@ -53,3 +53,33 @@ def test_rho_max_distance():
     for s in range(50):
         a, b = samplers.rho_clip_indices(500, 2, 8, 1, np.random.default_rng(s), max_distance=10)
         assert abs(int(a[0]) - int(b[0])) <= 10
+
+
+def test_rho_clips_unsorted_by_default_are_the_starts_as_drawn():
+    """The default draws each start uniformly and keeps the order drawn (so existing runs repeat)."""
+    rng = np.random.default_rng(7)
+    want = [int(rng.integers(0, 500 - 8 + 1)) for _ in range(4)]
+    got = samplers.rho_clip_indices(500, 4, 8, 1, np.random.default_rng(7))
+    assert [int(c[0]) for c in got] == want
+
+
+def test_rho_clips_sorted_in_time_and_gaps_bounded_as_slowfast():
+    for s in range(50):
+        clips = samplers.rho_clip_indices(300, 4, 8, 2, np.random.default_rng(s), sort=True, min_gap=0, max_gap=40)
+        starts = [int(c[0]) for c in clips]
+        assert starts == sorted(starts)
+        gaps = [b - (a + 15 - 1) for a, b in zip(starts, starts[1:])]  # span 15: 8 frames at stride 2
+        assert all(0 <= g <= 40 for g in gaps), (s, starts)  # satisfiable here, so always met
+    # an impossible bound keeps the draw that falls least outside it
+    clips = samplers.rho_clip_indices(40, 3, 8, 1, np.random.default_rng(0), sort=True, min_gap=30)
+    assert len(clips) == 3
+
+
+def test_rho_presets_sort_their_clips_as_the_reference():
+    from conftest import compose_run
+    for m in ("simclr", "moco", "byol", "swav"):
+        clips = compose_run([f"experiment=rho_{m}_k400", "dataset.root=/x"]).method.clips
+        assert clips.sort is True and clips.min_gap is None and clips.max_gap is None
+        sampler = samplers.RhoClips.of(clips)
+        starts = [int(c[0]) for c in sampler(300, np.random.default_rng(1))]
+        assert starts == sorted(starts)

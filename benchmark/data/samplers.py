@@ -71,22 +71,68 @@ def check_rho_clips(rho: int, frames: int, stride: int) -> None:
         raise UserError(f"bad clip length {frames} x stride {stride}: both must be >= 1")
 
 
-def rho_clip_indices(num_frames: int, rho: int, frames: int, stride: int, rng: np.random.Generator,
-                     max_distance: Optional[int] = None) -> List[np.ndarray]:
-    """rho clips of ``frames`` frames at ``stride``; starts independent and uniform.
+GAP_RETRIES = 100  # SlowFast's num_retries in get_multiple_start_end_idx, per clip and per whole draw
 
-    Clips may overlap. With ``max_distance`` every start lies within that many frames of
-    the first clip's start. Short videos start at 0 and repeat their last frame.
-    """
-    check_rho_clips(rho, frames, stride)
-    span = (frames - 1) * stride + 1
-    last_start = max(num_frames - span, 0)
+
+def rho_clip_starts(last_start: int, rho: int, rng: np.random.Generator, max_distance: Optional[int],
+                    fits=lambda starts: True) -> List[int]:
+    """rho starts in ``[0, last_start]``, independent and uniform (within ``max_distance`` of the
+    first one's where that is given). Each start after the first is drawn again, up to
+    :data:`GAP_RETRIES` times, until ``fits`` accepts the starts so far (SlowFast's
+    ``sample_clips``)."""
     starts = [int(rng.integers(0, last_start + 1))]
     for _ in range(rho - 1):
         lo, hi = 0, last_start
         if max_distance is not None:
             lo, hi = max(0, starts[0] - max_distance), min(last_start, starts[0] + max_distance)
-        starts.append(int(rng.integers(lo, hi + 1)))
+        for attempt in range(GAP_RETRIES):
+            start = int(rng.integers(lo, hi + 1))
+            if fits(starts + [start]) or attempt == GAP_RETRIES - 1:
+                break
+        starts.append(start)
+    return starts
+
+
+def gap_violation(starts: List[int], span: int, min_gap: Optional[int], max_gap: Optional[int]) -> int:
+    """How far sorted clips' gaps (next start minus this clip's last frame, SlowFast's ``dt``) fall
+    outside ``[min_gap, max_gap]``, in frames summed; 0 when they all lie inside."""
+    ordered = sorted(starts)
+    gaps = [b - (a + span - 1) for a, b in zip(ordered, ordered[1:])]
+    low = 0 if min_gap is None else sum(min_gap - g for g in gaps if g < min_gap)
+    high = 0 if max_gap is None else sum(g - max_gap for g in gaps if g > max_gap)
+    return low + high
+
+
+def rho_clip_indices(num_frames: int, rho: int, frames: int, stride: int, rng: np.random.Generator,
+                     max_distance: Optional[int] = None, sort: Optional[bool] = None,
+                     min_gap: Optional[int] = None, max_gap: Optional[int] = None) -> List[np.ndarray]:
+    """rho clips of ``frames`` frames at ``stride``; starts independent and uniform.
+
+    Clips may overlap. With ``max_distance`` every start lies within that many frames of
+    the first clip's start. With ``sort`` the clips come in time order, as SlowFast's decoder
+    returns them (so rho-SimCLR's "consecutive" pairs are neighbours in time). ``min_gap`` and
+    ``max_gap`` bound the gap between neighbouring clips (SlowFast's ``CONTRASTIVE.DELTA_CLIPS_MIN``
+    and ``_MAX``) as SlowFast's decoder does: each clip is drawn again, up to 100 times, until the
+    sorted clips so far keep the bounds, and the whole draw again, up to 100 times, keeping the one
+    that falls least outside them. Short videos start at 0 and repeat their last frame.
+    """
+    check_rho_clips(rho, frames, stride)
+    span = (frames - 1) * stride + 1
+    last_start = max(num_frames - span, 0)
+    if min_gap is None and max_gap is None:
+        starts = rho_clip_starts(last_start, rho, rng, max_distance)
+    else:
+        fits = lambda so_far: gap_violation(so_far, span, min_gap, max_gap) == 0  # noqa: E731
+        starts, best = None, None
+        for _ in range(GAP_RETRIES):
+            again = rho_clip_starts(last_start, rho, rng, max_distance, fits)
+            violation = gap_violation(again, span, min_gap, max_gap)
+            if best is None or violation < best:
+                starts, best = again, violation
+            if best == 0:
+                break
+    if sort:
+        starts = sorted(starts)
     return [np.minimum(s + np.arange(frames) * stride, max(num_frames - 1, 0)) for s in starts]
 
 
@@ -123,11 +169,15 @@ class RhoClips:
     frames: int
     stride: int
     max_distance: Optional[int] = None
+    sort: Optional[bool] = None
+    min_gap: Optional[int] = None
+    max_gap: Optional[int] = None
 
     @classmethod
     def of(cls, clips) -> "RhoClips":
         """From a ``RhoClipConfig`` (``method.clips``)."""
-        return cls(clips.rho, clips.frames, clips.stride, clips.max_distance)
+        return cls(clips.rho, clips.frames, clips.stride, clips.max_distance, clips.get("sort"), clips.get("min_gap"),
+                   clips.get("max_gap"))
 
     def __post_init__(self):
         check_rho_clips(self.rho, self.frames, self.stride)
@@ -137,4 +187,5 @@ class RhoClips:
         return self.rho
 
     def __call__(self, num_frames: int, rng: np.random.Generator) -> List[np.ndarray]:
-        return rho_clip_indices(num_frames, self.rho, self.frames, self.stride, rng=rng, max_distance=self.max_distance)
+        return rho_clip_indices(num_frames, self.rho, self.frames, self.stride, rng=rng, max_distance=self.max_distance,
+                                sort=self.sort, min_gap=self.min_gap, max_gap=self.max_gap)
