@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "info": ("benchmark.info", "encoder/method summary: parameters, GFLOPs per clip, feature-map shapes"),
     "data": ("benchmark.data.cli", "write a dataset to disk: `data synthetic --out DIR`"),
     "perf": ("benchmark.perf", "performance suite: data pipeline, train step, efficiency, eval, scaling"),
+    "perf-report": ("benchmark.perf.page", "the performance page (docs/performance.md) from perf.json files"),
 }
 INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "--shell-completion", "-sc"}
 HYDRA_CONFIGS = {"run": "run", "info": "info", "perf": "perf"}  # subcommand -> its root config
@@ -25,7 +26,7 @@ CONFIG_GROUPS = ("method", "encoder", "dataset", "eval", "trainer", "launcher", 
 def usage() -> str:
     lines = ["usage: python -m benchmark <subcommand> [overrides] [--debug]  |  python -m benchmark --version", "",
              "subcommands:"]
-    lines += [f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<12} {text}" for name, (_, text) in SUBCOMMANDS.items()]
     lines += ["", "Each subcommand has --help. Hydra overrides: key=value, group=option, -m for sweeps.",
               "--debug (or HYDRA_FULL_ERROR=1) shows full tracebacks."]
     return "\n".join(lines)

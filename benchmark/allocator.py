@@ -7,7 +7,7 @@ same large activations every step, so each step faults its pages in again, and t
 every page it hands out. On this project's 2-core CPU a fault costs about 2.4 us; the bf16 step
 of rho-BYOL, whose momentum target runs both clips as one batch, faulted in about 31k pages a
 step, the Table 1 encoder's step at 32 x 128 x 128 about 21-55k, and ``retain`` made the latter
-1.07-1.15x faster in three runs (``python -m benchmark perf``, the ``allocator`` lever, README).
+1.07-1.15x faster in three runs (``python -m benchmark perf``, the ``allocator`` lever; docs/speed.md).
 
 ``retain`` keeps freed memory in the process for the next step, which is what PyTorch's CPU
 performance tuning guide gets by preloading jemalloc or tcmalloc (``torch.backends.xeon.run_cpu``

@@ -102,7 +102,7 @@ def swav_view_agreement(scores_a: torch.Tensor, scores_b: torch.Tensor) -> torch
     ``2 log K + |x|^2 (1 - 2 rho tau / eps) / (K tau^2)`` with ``rho`` this agreement: the
     uniform solution (every code and prediction ``1 / K``, loss ``log K``) attracts the
     training while ``rho < eps / (2 tau)`` (0.25 at SwAV's eps 0.05, tau 0.1). Logged by
-    rho-SwAV as a collapse monitor (README, "What the embedded default shows")."""
+    rho-SwAV as a collapse monitor (docs/synthetic.md)."""
     def centred(s):
         s = s.float()
         s = s - s.mean(dim=0, keepdim=True)

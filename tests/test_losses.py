@@ -180,7 +180,7 @@ def test_swav_view_agreement_matches_numpy_and_its_limits():
 
 @pytest.mark.parametrize("shared", [0.0, 0.3, 0.9])
 def test_swav_loss_near_the_uniform_solution_follows_the_second_order_expansion(shared):
-    """The expansion that README and ``swav_view_agreement`` rely on: around the collapsed point
+    """The expansion that docs/synthetic.md and ``swav_view_agreement`` rely on: around the collapsed point
     (every prototype equally far from the clips) the mean swapped loss is
     ``log K + mean_i [|y_s|^2 + |y_t|^2 - 4 (tau/eps) x_s . x_t] / (4 K tau^2)`` (x centred over
     batch and prototypes, y over prototypes), so the loss falls below log K only when the two

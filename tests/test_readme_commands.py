@@ -36,7 +36,7 @@ def substituted(args):
 
 def test_readme_has_commands_for_every_subcommand():
     subs = {c.split()[0] for c in readme_commands() if c} - {"--version"}
-    assert {"run", "compare", "info", "perf", "data"} <= subs
+    assert {"run", "compare", "info", "perf", "perf-report", "data"} <= subs
 
 
 @pytest.mark.parametrize("command", readme_commands())
@@ -55,10 +55,9 @@ def test_readme_command_parses(command):
         if "--cfg" in rest:
             rest = rest[:rest.index("--cfg")]
         assert check_overrides(HYDRA_CONFIGS[sub], CONFIG_DIR, rest), command
-    elif sub == "compare":
-        import benchmark.compare as compare
-        parser = compare.argument_parser()
-        parser.parse_args(rest)
+    elif sub in ("compare", "perf-report"):  # argparse subcommands
+        import importlib
+        importlib.import_module(SUBCOMMANDS[sub][0]).argument_parser().parse_args(rest)
     else:  # data: Hydra's "data" config once its positional words are translated
         from benchmark.data.cli import translate_argv
         assert check_overrides("data", CONFIG_DIR, translate_argv(rest)), command

@@ -10,7 +10,7 @@ always stands out: a dark background (luma 10-110) gets a light actor (luma 160-
 light one (145-245) a dark actor (5-95), whatever the hues. (Format 2, motion only on photo
 backgrounds, left a supervised encoder at chance after 300 CPU steps. In format 5 actor and
 background could share a brightness: the default `supervised` run reached 23.6% on split 1,
-against 38.9% on format 6. README gives the figures and the commands.)
+against 38.9% on format 6. docs/synthetic.md gives the figures.)
 
 ========================  ==========================================================
 HorizontalSlide           constant-speed translation along x (left or right)
