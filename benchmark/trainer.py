@@ -42,6 +42,18 @@ class TrainingDiverged(UserError):
     pass
 
 
+# A step whose gradients are not finite makes no update, as torch.amp.GradScaler skips such steps
+# under fp16; up to this fraction of a run's steps, then the run stops as diverged. Under bf16
+# autocast on CPUs without AMX, oneDNN's 3-D convolution backward now and then returns NaN weight
+# gradients (docs/synthetic.md); a run without such a step is unchanged to the bit.
+MAX_SKIPPED_FRACTION = 0.05
+
+
+def gradients_finite(model: torch.nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+
 # the least value each count or rate of the trainer can run with (trainer.steps: 1, with its own hint)
 TRAINER_MINIMUMS = {"batch_size": 1, "checkpoint_every": 1, "log_every": 1, "warmup_steps": 0,
                     "decay_every": 0, "num_workers": 0, "weight_decay": 0.0, "grad_clip": 0.0}
@@ -77,6 +89,7 @@ class PretrainResult:
     final_loss: Optional[float]
     checkpoint: Optional[str]
     threads: List[int]  # CPU thread counts the run used (trainer.adaptive_threads changes it with the load)
+    skipped_steps: int = 0  # steps without an update: their gradients were not finite
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -222,7 +235,8 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
     the schedule and ``hooks.after_optimizer_step`` (momentum targets, queues). Every
     ``s.log_every`` steps ``log_values`` gets the scalars (and CPU threads are re-shared,
     :mod:`benchmark.cpu_share`); every ``s.checkpoint_every`` and at the end, ``save``.
-    Returns ``(last loss, seconds, thread counts used)``.
+    A step whose gradients are not finite is skipped (no update; :data:`MAX_SKIPPED_FRACTION`).
+    Returns ``(last loss, seconds, thread counts used, steps skipped)``.
     """
     loader = DataLoader(stream, batch_size=None, num_workers=s.num_workers, persistent_workers=False,
                         prefetch_factor=4 if s.num_workers else None, pin_memory=device.type == "cuda")
@@ -231,7 +245,8 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
                leave=show)
     cores = CoreShare(s.adaptive_threads and device.type == "cpu", s.threads)
     threads_used = {cores.threads}
-    began, last_loss = time.time(), None
+    began, last_loss, skipped = time.time(), None, 0
+    allowed_skips = max(1, int(MAX_SKIPPED_FRACTION * s.steps))
     for batch in loader:
         step = batch["step"]
         views = [v.to(device, non_blocking=True) for v in batch["views"]]
@@ -253,7 +268,14 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
         if s.grad_clip > 0:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-        scaler.step(opt)
+        if scaler.is_enabled() or gradients_finite(model):  # the fp16 scaler makes its own check
+            scaler.step(opt)
+        else:
+            skipped += 1
+            if skipped > allowed_skips:
+                raise TrainingDiverged(f"gradients not finite in {skipped} steps, the last at step {step}; stopped. "
+                                       f"The last good checkpoint is {checkpoint_path} ({s.diverged_hint})")
+            log.warning("step %d: gradients not finite; no update (%d of %d allowed)", step, skipped, allowed_skips)
         scaler.update()
         sched.step()
         extra = hooks.after_optimizer_step(step + 1, s.steps) if hooks is not None else {}
@@ -273,7 +295,7 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
         if save is not None and (done % s.checkpoint_every == 0 or done == s.steps):
             save(done, last_loss)
     bar.close()
-    return last_loss, time.time() - began, sorted(threads_used)
+    return last_loss, time.time() - began, sorted(threads_used), skipped
 
 
 def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, device: torch.device,
@@ -330,7 +352,7 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
                             adaptive_threads=t.adaptive_threads, threads=t.threads, seed=cfg.seed,
                             diverged_hint="try a lower trainer.lr or trainer.precision=fp32")
     clips_per_step = t.batch_size * dist_info.world_size * data.sampler.clips
-    last_loss, seconds, threads_used = train_steps(
+    last_loss, seconds, threads_used, skipped_steps = train_steps(
         model, stream, opt, sched, scaler, device, settings, start, hooks=method, on_device=data.on_device,
         clips_per_step=clips_per_step, rank=dist_info.rank, show=dist_info.is_main, save=save,
         log_values=metrics.log, checkpoint_path=str(ckpt_dir / "last.pt"))
@@ -339,4 +361,5 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
     if dist_info.is_main:
         (ckpt_dir / "DONE").write_text("pretraining finished\n")
     return PretrainResult(steps=t.steps, clips_seen=(t.steps - start) * clips_per_step, seconds=seconds,
-                          final_loss=last_loss, checkpoint=str(ckpt_dir / "last.pt"), threads=threads_used)
+                          final_loss=last_loss, checkpoint=str(ckpt_dir / "last.pt"), threads=threads_used,
+                          skipped_steps=skipped_steps)
