@@ -133,6 +133,7 @@ class TrainerConfig:
     decay_every: int = 0
     decay_factor: float = 0.5
     precision: str = "bf16"  # fp32 | bf16 | fp16
+    bf16_conv_check: bool = True  # CPU bf16: weight gradients a CPU gets wrong are computed in fp32 (benchmark/bf16_conv_guard.py)
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 2
     threads: Optional[int] = None

@@ -68,6 +68,7 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
 
 def eval_runtime(cfg, device, run_dir: Path, skipped_log: str) -> EvalRuntime:
     cache = Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else Path(cfg.results_dir).parent / "feature_cache"
-    return EvalRuntime(device=device, precision=cfg.trainer.precision, num_workers=cfg.trainer.num_workers,
+    return EvalRuntime(device=device, precision=cfg.trainer.precision, bf16_conv_check=cfg.trainer.bf16_conv_check,
+                       num_workers=cfg.trainer.num_workers,
                        progress=cfg.trainer.progress, skipped_log=skipped_log, run_dir=run_dir,
                        resume=cfg.trainer.resume == "auto", cache_dir=cache)

@@ -184,6 +184,7 @@ def run(cfg) -> dict:
                      "seconds": round(pre.seconds, 1) if pre else 0.0,
                      "final_loss": pre.final_loss if pre else None, "precision": cfg.trainer.precision,
                      "threads": pre.threads if pre else None, "skipped_steps": pre.skipped_steps if pre else 0,
+                     "fp32_weight_gradients": pre.fp32_weight_gradients if pre else [],
                      "device": str(device), "allocator": allocator, "data_version": data_version(cfg.dataset)},
         "evals": evals,
         "skipped_videos": count_skipped(skipped_log),

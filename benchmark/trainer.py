@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from benchmark.bf16_conv_guard import guard_convolutions
 from benchmark.cpu_share import CoreShare
 from benchmark.checkpoint import (find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from benchmark.data.datasets import PretrainStream
@@ -43,9 +44,8 @@ class TrainingDiverged(UserError):
 
 
 # A step whose gradients are not finite makes no update, as torch.amp.GradScaler skips such steps
-# under fp16; up to this fraction of a run's steps, then the run stops as diverged. Under bf16
-# autocast on CPUs without AMX, oneDNN's 3-D convolution backward now and then returns NaN weight
-# gradients (docs/synthetic.md); a run without such a step is unchanged to the bit.
+# under fp16; up to this fraction of a run's steps, then the run stops as diverged. A run without
+# such a step is unchanged to the bit.
 MAX_SKIPPED_FRACTION = 0.05
 
 
@@ -90,6 +90,17 @@ class PretrainResult:
     checkpoint: Optional[str]
     threads: List[int]  # CPU thread counts the run used (trainer.adaptive_threads changes it with the load)
     skipped_steps: int = 0  # steps without an update: their gradients were not finite
+    fp32_weight_gradients: List[str] = field(default_factory=list)  # convolutions benchmark.bf16_conv_guard fixed
+
+
+@dataclass
+class LoopResult:
+    """What :func:`train_steps` returns."""
+    last_loss: Optional[float]
+    seconds: float
+    threads: List[int]  # CPU thread counts used
+    skipped_steps: int  # steps without an update (non-finite gradients)
+    fp32_weight_gradients: List[str]  # convolutions whose bf16 weight gradient this CPU gets wrong
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -190,6 +201,7 @@ class LoopSettings:
     adaptive_threads: bool = False
     threads: Optional[int] = None
     seed: int = 0  # device-side augmentation's draws (benchmark.data.batch_augment.step_generator)
+    bf16_conv_check: bool = True  # CPU bf16: check each convolution's weight gradient first (benchmark.bf16_conv_guard)
     diverged_hint: str = "try a lower learning rate or precision fp32"
 
 
@@ -236,7 +248,9 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
     ``s.log_every`` steps ``log_values`` gets the scalars (and CPU threads are re-shared,
     :mod:`benchmark.cpu_share`); every ``s.checkpoint_every`` and at the end, ``save``.
     A step whose gradients are not finite is skipped (no update; :data:`MAX_SKIPPED_FRACTION`).
-    Returns ``(last loss, seconds, thread counts used, steps skipped)``.
+    Under bf16 on a CPU, before the first step, every convolution's weight gradient is checked
+    against fp32 at the batch's shapes and computed in fp32 where this CPU gets it wrong
+    (:mod:`benchmark.bf16_conv_guard`; ``s.bf16_conv_check``).
     """
     loader = DataLoader(stream, batch_size=None, num_workers=s.num_workers, persistent_workers=False,
                         prefetch_factor=4 if s.num_workers else None, pin_memory=device.type == "cuda")
@@ -245,7 +259,7 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
                leave=show)
     cores = CoreShare(s.adaptive_threads and device.type == "cpu", s.threads)
     threads_used = {cores.threads}
-    began, last_loss, skipped = time.time(), None, 0
+    began, last_loss, skipped, fixed = time.time(), None, 0, None
     allowed_skips = max(1, int(MAX_SKIPPED_FRACTION * s.steps))
     for batch in loader:
         step = batch["step"]
@@ -254,6 +268,8 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
             views = [on_device(v, step_generator(s.seed, step, rank, k)) for k, v in enumerate(views)]
         views = in_layout(views, s.channels_last)
         labels = batch["label"].to(device)
+        if fixed is None:
+            fixed = check_bf16_convolutions(model, views, labels, device, s)
         with autocast_for(device, s.precision):
             out = model(views, labels)
         loss = out["loss"]
@@ -295,7 +311,17 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
         if save is not None and (done % s.checkpoint_every == 0 or done == s.steps):
             save(done, last_loss)
     bar.close()
-    return last_loss, time.time() - began, sorted(threads_used), skipped
+    return LoopResult(last_loss, time.time() - began, sorted(threads_used), skipped, fixed or [])
+
+
+def check_bf16_convolutions(model, views, labels, device: torch.device, s: LoopSettings) -> List[str]:
+    """:func:`benchmark.bf16_conv_guard.guard_convolutions` on the first batch, where it applies
+    (bf16 on a CPU, ``s.bf16_conv_check``); the names of the convolutions it fixed."""
+    if not (s.bf16_conv_check and s.precision == "bf16" and device.type == "cpu"):
+        return []
+    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    with autocast_for(device, s.precision):
+        return guard_convolutions(inner, lambda probe: probe(views, labels))
 
 
 def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, device: torch.device,
@@ -350,16 +376,17 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
                             checkpoint_every=t.checkpoint_every, log_every=t.log_every, channels_last=t.channels_last,
                             num_workers=t.num_workers, progress=t.progress, desc=f"pretrain {cfg.method.name}",
                             adaptive_threads=t.adaptive_threads, threads=t.threads, seed=cfg.seed,
-                            diverged_hint="try a lower trainer.lr or trainer.precision=fp32")
+                            bf16_conv_check=t.bf16_conv_check, diverged_hint="try a lower trainer.lr or trainer.precision=fp32")
     clips_per_step = t.batch_size * dist_info.world_size * data.sampler.clips
-    last_loss, seconds, threads_used, skipped_steps = train_steps(
+    loop = train_steps(
         model, stream, opt, sched, scaler, device, settings, start, hooks=method, on_device=data.on_device,
         clips_per_step=clips_per_step, rank=dist_info.rank, show=dist_info.is_main, save=save,
         log_values=metrics.log, checkpoint_path=str(ckpt_dir / "last.pt"))
+    last_loss = loop.last_loss
     if start >= t.steps:
         last_loss = float(load_checkpoint(resume)["loss"]) if resume else None
     if dist_info.is_main:
         (ckpt_dir / "DONE").write_text("pretraining finished\n")
-    return PretrainResult(steps=t.steps, clips_seen=(t.steps - start) * clips_per_step, seconds=seconds,
-                          final_loss=last_loss, checkpoint=str(ckpt_dir / "last.pt"), threads=threads_used,
-                          skipped_steps=skipped_steps)
+    return PretrainResult(steps=t.steps, clips_seen=(t.steps - start) * clips_per_step, seconds=loop.seconds,
+                          final_loss=last_loss, checkpoint=str(ckpt_dir / "last.pt"), threads=loop.threads,
+                          skipped_steps=loop.skipped_steps, fp32_weight_gradients=loop.fp32_weight_gradients)

@@ -17,6 +17,7 @@ class EvalRuntime:
     """Where and how the protocols run; none of it changes a result."""
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of feature extraction and fine-tuning
+    bf16_conv_check: bool = True  # fine-tuning: benchmark.bf16_conv_guard, as pretraining
     num_workers: int = 0
     progress: bool = False
     skipped_log: Optional[str] = None

@@ -208,6 +208,7 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
     settings = LoopSettings(steps=ft.steps, precision=runtime.precision, grad_clip=ft.grad_clip,
                             checkpoint_every=ft.checkpoint_every, num_workers=runtime.num_workers,
                             progress=runtime.progress, desc="finetune", seed=seed,
+                            bf16_conv_check=runtime.bf16_conv_check,
                             diverged_hint="try a lower eval.finetune.lr")
     train_steps(trained, stream, opt, sched, scaler, device, settings, start, checkpoint_path=str(ckpt),
                 save=lambda step, loss: save_checkpoint(ckpt, training_state(model, opt, sched, scaler, step)))

@@ -49,7 +49,7 @@ def run(model, steps):
 
 def test_a_step_with_nan_gradients_makes_no_update_and_is_counted():
     model = Linear(poisoned_steps=[1])
-    *_, skipped = run(model, steps=3)
+    skipped = run(model, steps=3).skipped_steps
     assert skipped == 1
     # two SGD updates of 0.5 * 3 each, not three; and no NaN reached the weights
     assert model.w.item() == pytest.approx(1.0 - 2 * 1.5)
@@ -57,7 +57,7 @@ def test_a_step_with_nan_gradients_makes_no_update_and_is_counted():
 
 def test_clean_run_skips_nothing():
     model = Linear(poisoned_steps=[])
-    *_, skipped = run(model, steps=3)
+    skipped = run(model, steps=3).skipped_steps
     assert skipped == 0 and model.w.item() == pytest.approx(1.0 - 3 * 1.5)
 
 
