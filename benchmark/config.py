@@ -122,6 +122,9 @@ class TrainerConfig:
     optimizer: str = "adam"  # adam | sgd | lars
     weight_decay: float = 0.0
     momentum: float = 0.9
+    nesterov: bool = False  # SGD and LARS: Nesterov momentum (SlowFast's SOLVER.NESTEROV, True there)
+    lars_trust: str = "norm_of_sum"  # norm_of_sum (SimCLR/BYOL) | sum_of_norms (SlowFast's LARS) (benchmark/optim.py)
+    bn_weight_decay: Optional[float] = None  # null: weight_decay; else batch norm's own (SlowFast's BN.WEIGHT_DECAY, 0.0)
     schedule: str = "constant"  # constant | cosine | step
     warmup_steps: int = 0
     # SlowFast's schedule in epochs (benchmark/optim.py schedule_in_steps): each, when set, replaces

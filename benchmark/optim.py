@@ -3,21 +3,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch.optim import Optimizer
 
 OPTIMIZERS = ("adam", "sgd", "lars")
 SCHEDULES = ("constant", "cosine", "step")
+LARS_TRUST = ("norm_of_sum", "sum_of_norms")
 
 
 class LARS(Optimizer):
-    """LARS (You et al. 2017) as in SimCLR/BYOL: SGD with momentum whose update of each
-    weight matrix is scaled by ``eta * ||w|| / ||g + wd w||``; biases and BN are excluded."""
+    """LARS (You et al. 2017): SGD with momentum whose update of each weight matrix is scaled by
+    a trust ratio; biases and BN are excluded (no scaling, no weight decay). ``trust``:
 
-    def __init__(self, params, lr, momentum=0.9, weight_decay=1e-6, eta=0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+    - ``norm_of_sum``: ``eta * ||w|| / ||g + wd w||``, SimCLR's and BYOL's LARS;
+    - ``sum_of_norms``: ``eta * ||w|| / (||g|| + wd ||w|| + eps)``, SlowFast's (the apex LARC it
+      adapts; ``slowfast/models/optimizer.py``, ``LARS.step``), the rho presets'.
+
+    ``nesterov`` as ``torch.optim.SGD``'s (SlowFast's inner SGD has ``SOLVER.NESTEROV`` True)."""
+
+    def __init__(self, params, lr, momentum=0.9, weight_decay=1e-6, eta=0.001, trust="norm_of_sum",
+                 nesterov=False, eps=1e-8):
+        if trust not in LARS_TRUST:
+            from benchmark.errors import unknown_choice
+            raise unknown_choice("trainer.lars_trust", trust, LARS_TRUST)
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, trust=trust,
+                                      nesterov=nesterov, eps=eps))
+
+    @staticmethod
+    def trust_ratio(w, g, weight_decay, eta, trust, eps):
+        wn, gn = torch.norm(w), torch.norm(g)
+        if trust == "norm_of_sum":
+            dn = torch.norm(g.add(w, alpha=weight_decay))
+            return torch.where((wn > 0) & (dn > 0), eta * wn / dn, torch.ones_like(wn))
+        return torch.where((wn > 0) & (gn > 0), eta * wn / (gn + weight_decay * wn + eps), torch.ones_like(wn))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -27,13 +47,11 @@ class LARS(Optimizer):
                     continue
                 d = p.grad
                 if p.ndim > 1:
-                    d = d.add(p, alpha=g["weight_decay"])
-                    wn, dn = torch.norm(p), torch.norm(d)
-                    trust = torch.where((wn > 0) & (dn > 0), g["eta"] * wn / dn, torch.ones_like(wn))
-                    d = d * trust
+                    trust = self.trust_ratio(p, d, g["weight_decay"], g["eta"], g["trust"], g["eps"])
+                    d = d.add(p, alpha=g["weight_decay"]) * trust
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
                 buf.mul_(g["momentum"]).add_(d)
-                p.add_(buf, alpha=-g["lr"])
+                p.add_(d.add(buf, alpha=g["momentum"]) if g["nesterov"] else buf, alpha=-g["lr"])
 
 
 def fused_supported(params) -> bool:
@@ -45,23 +63,44 @@ def fused_supported(params) -> bool:
     return bool(tensors) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
 
 
-def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9) -> Optimizer:
-    """``params``: tensors, or param groups (dicts with ``params`` and an ``lr_scale`` on ``lr``)."""
+def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
+                    nesterov: bool = False, lars_trust: str = "norm_of_sum", bn_weight_decay: Optional[float] = None,
+                    bn_params=()) -> Optimizer:
+    """``params``: tensors, or param groups (dicts with ``params`` and an ``lr_scale`` on ``lr``).
+    ``bn_weight_decay``, where set, is the weight decay of the tensors in ``bn_params`` (SlowFast's
+    ``BN.WEIGHT_DECAY``, 0: its optimizer puts every normalisation layer's weights in a group of
+    their own, :func:`batch_norm_parameters`); ``nesterov`` for SGD and LARS."""
     params = list(params)
-    if params and isinstance(params[0], dict):
-        params = [{"params": [p for p in g["params"] if p.requires_grad], "lr": lr * g.get("lr_scale", 1.0)}
-                  for g in params]
-    else:
-        params = [p for p in params if p.requires_grad]
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    bn = {id(p) for p in bn_params} if bn_weight_decay is not None else set()
+    params = []
+    for g in groups:
+        kept = [p for p in g["params"] if p.requires_grad]
+        rate = lr * g.get("lr_scale", 1.0)
+        if not bn:
+            params.append({"params": kept, "lr": rate, "weight_decay": weight_decay})
+            continue
+        for part, decay in (([p for p in kept if id(p) not in bn], weight_decay),
+                            ([p for p in kept if id(p) in bn], bn_weight_decay)):
+            if part:
+                params.append({"params": part, "lr": rate, "weight_decay": decay})
     fused = fused_supported(params)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                               fused=fused)
     if name == "lars":
-        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, trust=lars_trust, nesterov=nesterov)
     from benchmark.errors import unknown_choice
     raise unknown_choice("optimizer", name, OPTIMIZERS)
+
+
+def batch_norm_parameters(model: torch.nn.Module) -> List[torch.Tensor]:
+    """The weights and biases of every batch (and instance) norm layer, as SlowFast's optimizer
+    finds them (``torch.nn.modules.batchnorm._NormBase``)."""
+    return [p for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)
+            for p in m.parameters(recurse=False)]
 
 
 @dataclass(frozen=True)

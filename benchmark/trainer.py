@@ -31,7 +31,7 @@ from benchmark.data.datasets import PretrainStream
 from benchmark.data.batch_augment import step_generator
 from benchmark.distributed import DistInfo, mean_over_processes
 from benchmark.errors import UserError, check_minimums, check_positive, unknown_choice
-from benchmark.optim import build_optimizer, build_scheduler, schedule_in_steps
+from benchmark.optim import LARS_TRUST, batch_norm_parameters, build_optimizer, build_scheduler, schedule_in_steps
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -66,6 +66,10 @@ def check_trainer_numbers(t) -> None:
     if t.steps < 1:
         raise UserError(f"bad trainer.steps {t.steps}: must be >= 1 (method=random evaluates an untrained encoder)")
     check_minimums("trainer", t, TRAINER_MINIMUMS)
+    if t.lars_trust not in LARS_TRUST:
+        raise unknown_choice("trainer.lars_trust", t.lars_trust, LARS_TRUST)
+    if t.bn_weight_decay is not None and t.bn_weight_decay < 0:
+        raise UserError(f"bad trainer.bn_weight_decay {t.bn_weight_decay}: must be >= 0, or null for trainer.weight_decay")
     check_positive("trainer", t, ["lr"])
     if t.threads is not None and t.threads < 1:
         raise UserError(f"bad trainer.threads {t.threads}: must be >= 1, or null for torch's default")
@@ -351,7 +355,8 @@ def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, de
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False,
             broadcast_buffers=False)
-    opt = build_optimizer(t.optimizer, method.param_groups(), t.lr, t.weight_decay, t.momentum)
+    opt = build_optimizer(t.optimizer, method.param_groups(), t.lr, t.weight_decay, t.momentum, t.nesterov,
+                          t.lars_trust, t.bn_weight_decay, batch_norm_parameters(method))
     sched = build_scheduler(opt, t.steps, t.schedule, t.warmup_steps, t.decay_every, t.decay_factor,
                             warmup_start=plan.warmup_start_factor)
     scaler = new_scaler(device, t.precision)

@@ -233,3 +233,17 @@ def test_rho_heads_and_sync_bn_as_the_reference(name, mlp_bn, sync_bn):
     SimCLR, BYOL and SwAV (BN.NORM_TYPE sync_batchnorm); MoCo shuffles BN instead."""
     cfg = compose_run([f"experiment={name}", "dataset.root=/x"])
     assert (cfg.method.mlp_bn, cfg.trainer.sync_bn) == (mlp_bn, sync_bn)
+
+
+@pytest.mark.parametrize("name", sorted(RHO_RATES))
+def test_rho_presets_optimise_as_slowfasts_optimizer(name):
+    """slowfast/config/defaults.py SOLVER.NESTEROV True; the configs' BN.WEIGHT_DECAY 0.0; LARS_ON
+    with SlowFast's trust ratio (slowfast/models/optimizer.py) for all but MoCo."""
+    t = compose_run([f"experiment={name}", "dataset.root=/x"]).trainer
+    assert (t.nesterov, t.bn_weight_decay) == (True, 0.0)
+    assert t.lars_trust == ("sum_of_norms" if t.optimizer == "lars" else "norm_of_sum")
+
+
+def test_the_cpu_trainer_keeps_torchs_sgd_and_simclrs_lars():
+    t = compose_run([]).trainer
+    assert (t.nesterov, t.bn_weight_decay, t.lars_trust) == (False, None, "norm_of_sum")
