@@ -99,6 +99,7 @@ class VDIMEncoderConfig(EncoderConfig):
     layout: str = MISSING  # table1 | small
     ndf: int = 64
     n_1x1: Optional[int] = None  # override every ResBlock's number of 1x1 blocks
+    block_bn: bool = True  # BatchNorm inside the blocks; False: Table 1's ConvBlock(5,5,2,2,False), AMDIM's use_bn=0
     head_dim: int = 512  # |Y|, output of phi_8 used as the evaluation feature
 
 
@@ -173,6 +174,10 @@ class FinetuneEvalConfig:
     decay_every: int = 3000
     decay_factor: float = 0.5
     decay_at: List[int] = field(default_factory=list)  # steps of the decays; empty: every decay_every steps
+    schedule: str = "step"  # step (decay_every / decay_at) | cosine | constant
+    epochs: Optional[float] = None  # when set, replaces steps: epochs x ceil(training videos / batch_size), per split
+    lr_reference_batch: Optional[int] = None  # lr is per this many clips: scaled with batch_size (SlowFast's per-machine rates)
+    nesterov: bool = False  # SGD: Nesterov momentum (SlowFast's SOLVER.NESTEROV)
     backbone_lr_scale: float = 1.0  # the encoder's (and DPC's GRU's) rate over the head's
     blocks: int = 8  # dpc: blocks per sample (num_seq)
     window_stride: int = 4  # dpc: test windows' stride in blocks (num_seq // 2 on UCF-101)

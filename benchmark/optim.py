@@ -116,14 +116,16 @@ def schedule_in_steps(t, train_videos: int, world_size: int) -> StepSchedule:
     """``trainer.*`` as steps: ``epochs`` and ``warmup_epochs`` (SlowFast's ``SOLVER.MAX_EPOCH`` and
     ``WARMUP_EPOCHS``) times the steps an epoch takes, ``ceil(train_videos / global batch)``, where
     they are set; ``lr`` and ``warmup_start_lr`` times ``global batch / lr_reference_batch`` where that
-    is set (SlowFast's ``BASE_LR_SCALE_NUM_SHARDS``, its rates being per 64-clip machine)."""
+    is set (SlowFast's ``BASE_LR_SCALE_NUM_SHARDS``, its rates being per 64-clip machine). ``t`` is
+    ``trainer`` or ``eval.finetune`` (which has no warm-up keys: none)."""
     global_batch = t.batch_size * world_size
     per_epoch = max(1, math.ceil(train_videos / global_batch))
     steps = t.steps if t.epochs is None else max(1, round(t.epochs * per_epoch))
-    warmup = t.warmup_steps if t.warmup_epochs is None else round(t.warmup_epochs * per_epoch)
+    warmup_epochs, warmup_start_lr = getattr(t, "warmup_epochs", None), getattr(t, "warmup_start_lr", None)
+    warmup = getattr(t, "warmup_steps", 0) if warmup_epochs is None else round(warmup_epochs * per_epoch)
     scale = 1.0 if t.lr_reference_batch is None else global_batch / t.lr_reference_batch
     lr = t.lr * scale
-    start = None if t.warmup_start_lr is None else t.warmup_start_lr * scale / lr
+    start = None if warmup_start_lr is None else warmup_start_lr * scale / lr
     return StepSchedule(steps, min(warmup, steps), lr, start)
 
 

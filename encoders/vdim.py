@@ -3,7 +3,8 @@
 AMDIM's encoder (Bachman et al. 2019) with every spatial k x k convolution followed by a
 1-D temporal convolution, R(2+1)D style, in place of AMDIM's 1x1 (Figure 2a). Blocks:
 
-* ``ConvBlock``: spatial conv (1, k, k) -> BN -> ReLU -> temporal conv (kt, 1, 1) -> BN -> ReLU.
+* ``ConvBlock``: spatial conv (1, k, k) -> BN -> ReLU -> temporal conv (kt, 1, 1) -> BN -> ReLU
+  (``block_bn=False``: no BN inside any block, as Table 1 and AMDIM's ``use_bn=0``).
 * ``ResBlock(..., n)`` (Figure 2b): one residual block, spatial conv -> BN -> ReLU ->
   temporal conv (zero-initialised), with an average-pooling shortcut of the same
   kernel/stride (zero-padded in channels when widening) and no ReLU after the add; then
@@ -91,23 +92,31 @@ def temporal_conv(c_in, c_out, k, s, pad=0):
     return bias_free_conv3d(c_in, c_out, (k, 1, 1), (s, 1, 1), (pad, 0, 0))
 
 
+def block_norm(c: int, block_bn: bool) -> nn.Module:
+    """The normalisation inside a block: BatchNorm, or none (``block_bn=False``: Table 1's
+    ``ConvBlock(5,5,2,2,False)`` and AMDIM's ``use_bn=0``; the paper names BN only on the
+    encoder's output and in the phi_j heads, sec. 4)."""
+    return nn.BatchNorm3d(c) if block_bn else nn.Identity()
+
+
 class ConvBlock(nn.Sequential):
     """Figure 2a: the R(2+1)D basic block."""
 
-    def __init__(self, c_in, c_out, spec: BlockSpec):
-        super().__init__(spatial_conv(c_in, c_out, spec.ks, spec.ss, spec.ps), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True),
-                         temporal_conv(c_out, c_out, spec.kt, spec.st, spec.pt), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True))
+    def __init__(self, c_in, c_out, spec: BlockSpec, block_bn: bool = True):
+        super().__init__(spatial_conv(c_in, c_out, spec.ks, spec.ss, spec.ps), block_norm(c_out, block_bn),
+                         nn.ReLU(inplace=True), temporal_conv(c_out, c_out, spec.kt, spec.st, spec.pt),
+                         block_norm(c_out, block_bn), nn.ReLU(inplace=True))
 
 
 class ResNxN(nn.Module):
     """Figure 2b: AMDIM's residual NxN block with the 1x1 after the spatial conv made temporal, and an
     average-pooling shortcut (zero-padded in channels where the block widens)."""
 
-    def __init__(self, c_in, c_out, spec: BlockSpec):
+    def __init__(self, c_in, c_out, spec: BlockSpec, block_bn: bool = True):
         super().__init__()
         self.c_in, self.c_out = c_in, c_out
         self.spatial = spatial_conv(c_in, c_out, spec.ks, spec.ss)
-        self.bn = nn.BatchNorm3d(c_out)
+        self.bn = block_norm(c_out, block_bn)
         self.temporal = temporal_conv(c_out, c_out, spec.kt, spec.st)
         nn.init.zeros_(self.temporal.weight)
         kernel, stride = (spec.kt, spec.ks, spec.ks), (spec.st, spec.ss, spec.ss)
@@ -138,10 +147,10 @@ class ZeroPaddedShortcutSum(nn.Module):
 class Res1x1(nn.Module):
     """A residual 1x1x1 block: features deepen, receptive fields stay the same."""
 
-    def __init__(self, c):
+    def __init__(self, c, block_bn: bool = True):
         super().__init__()
         self.conv1 = nn.Conv3d(c, c, 1, bias=False)
-        self.bn = nn.BatchNorm3d(c)
+        self.bn = block_norm(c, block_bn)
         self.conv2 = nn.Conv3d(c, c, 1, bias=False)
         nn.init.zeros_(self.conv2.weight)
 
@@ -149,8 +158,8 @@ class Res1x1(nn.Module):
         return x + self.conv2(F.relu(self.bn(self.conv1(x))))
 
 
-def res_block(c_in, c_out, spec: BlockSpec, n: int) -> nn.Sequential:
-    return nn.Sequential(ResNxN(c_in, c_out, spec), *[Res1x1(c_out) for _ in range(n)])
+def res_block(c_in, c_out, spec: BlockSpec, n: int, block_bn: bool = True) -> nn.Sequential:
+    return nn.Sequential(ResNxN(c_in, c_out, spec, block_bn), *[Res1x1(c_out, block_bn) for _ in range(n)])
 
 
 class LocalMLP(nn.Module):
@@ -202,7 +211,7 @@ def map_sizes(layout: List[BlockSpec], t: int, h: int):
 
 
 def build_vdim(name: str = "vdim", layout: str = "table1", frames: int = 32, size: int = 128, ndf: int = 64,
-               n_1x1: Optional[int] = None, head_dim: int = 512, **_) -> FeatureEncoder:
+               n_1x1: Optional[int] = None, head_dim: int = 512, block_bn: bool = True, **_) -> FeatureEncoder:
     if layout not in LAYOUTS:
         from benchmark.errors import unknown_choice
         raise unknown_choice("encoder.layout", layout, LAYOUTS)
@@ -217,7 +226,8 @@ def build_vdim(name: str = "vdim", layout: str = "table1", frames: int = 32, siz
     for i, spec in enumerate(specs, 1):
         c_out = ndf * spec.width
         n = spec.n if n_1x1 is None or spec.n == 0 else n_1x1
-        stages[f"block{i}"] = ConvBlock(c_in, c_out, spec) if spec.kind == "conv" else res_block(c_in, c_out, spec, n)
+        stages[f"block{i}"] = (ConvBlock(c_in, c_out, spec, block_bn) if spec.kind == "conv"
+                               else res_block(c_in, c_out, spec, n, block_bn))
         c_in = c_out
     stages["block8"] = nn.Sequential(stages["block8"], nn.BatchNorm3d(c_in))  # BN on the encoder output (sec. 4)
     return FeatureEncoder(name, stages, Phi8Global(c_in, head_dim), head_dim, (frames, size, size), strict_input=True,

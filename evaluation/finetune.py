@@ -4,8 +4,9 @@
 * ``vdim`` (VDIM sec. 4.1): K views at offsets 0, F, 2F, ... through the encoder, their
   global features concatenated, a classifier with one hidden layer of 1024 and dropout 0.2,
   Adam lr 1e-3 decayed by 0.5 every N steps, Lab dropout, no downsampling.
-* ``rho`` (Feichtenhofer et al. 2021, sec. 5): one clip, dropout 0.8 and a linear layer,
-  SGD with step decay.
+* ``rho`` (Feichtenhofer et al. 2021, sec. 5): one clip, dropout 0.8 and a linear layer, SGD;
+  the rho presets schedule it as SlowFast's UCF-101 fine-tuning (cosine over 200 epochs at a
+  rate per 64 clips: ``epochs``, ``lr_reference_batch``, ``schedule``).
 * ``dpc`` (Han et al. 2019; official ``eval/model_3d_lc.py`` and ``eval/test.py``): ``blocks``
   blocks of ``frames`` frames at the data's frame stride, each through the encoder (its last
   local map, ReLU, averaged over time), a ConvGRU over the blocks (kernel 1, dropout 0.1), its
@@ -36,7 +37,7 @@ from benchmark.data.augment import build_clip_augment, build_eval_transform
 from benchmark.data.datasets import PretrainStream, VideoClipsDataset, collate_skip_none
 from benchmark.data.pipeline import augmented_view
 from benchmark.errors import UserError, unknown_choice
-from benchmark.optim import build_optimizer, build_scheduler
+from benchmark.optim import SCHEDULES, build_optimizer, build_scheduler, schedule_in_steps
 from benchmark.trainer import LoopSettings, new_scaler, resume_training, train_steps, training_state
 from evaluation.aggregate import average_per_video, scored
 from evaluation.batch_norm import track_running_statistics
@@ -123,6 +124,8 @@ def lab_test_inputs(clips: torch.Tensor, ft) -> list:
 def check_finetune(ft) -> None:
     if ft.preset not in PRESETS:
         raise unknown_choice("eval.finetune.preset", ft.preset, PRESETS)
+    if ft.schedule not in SCHEDULES:
+        raise unknown_choice("eval.finetune.schedule", ft.schedule, SCHEDULES)
     if ft.lab_dropout_test not in LAB_DROPOUT_TEST:
         raise unknown_choice("eval.finetune.lab_dropout_test", ft.lab_dropout_test, LAB_DROPOUT_TEST)
 
@@ -194,8 +197,9 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
     torch.manual_seed(seed)  # the same head and dropout masks for the same seed, on every split
     model = build_classifier(track_running_statistics(copy.deepcopy(encoder)), ft, num_classes).to(device)
     trained = ClassificationLoss(model)
-    opt = build_optimizer(ft.optimizer, parameter_groups(model, ft), ft.lr, ft.weight_decay, ft.momentum)
-    sched = build_scheduler(opt, ft.steps, "step", 0, ft.decay_every, ft.decay_factor, ft.decay_at)
+    plan = schedule_in_steps(ft, len(train_records), 1)
+    opt = build_optimizer(ft.optimizer, parameter_groups(model, ft), plan.lr, ft.weight_decay, ft.momentum, ft.nesterov)
+    sched = build_scheduler(opt, plan.steps, ft.schedule, 0, ft.decay_every, ft.decay_factor, ft.decay_at)
     scaler = new_scaler(device, runtime.precision)
     ckpt = out_dir / "last.pt"
     start = 0
@@ -203,9 +207,9 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
         start = int(resume_training(ckpt, model, opt, sched, scaler, "the fine-tuning classifier")["step"])
     view_fn = partial(augmented_view, build_clip_augment(ft.augment, size), ft.augment.color)
     train_index = train_index_fn(ft, frames, frame_stride)
-    stream = PretrainStream(train_records, train_index, view_fn, ft.batch_size, ft.steps, seed + 17, start,
+    stream = PretrainStream(train_records, train_index, view_fn, ft.batch_size, plan.steps, seed + 17, start,
                             skipped_log=runtime.skipped_log)
-    settings = LoopSettings(steps=ft.steps, precision=runtime.precision, grad_clip=ft.grad_clip,
+    settings = LoopSettings(steps=plan.steps, precision=runtime.precision, grad_clip=ft.grad_clip,
                             checkpoint_every=ft.checkpoint_every, num_workers=runtime.num_workers,
                             progress=runtime.progress, desc="finetune", seed=seed,
                             bf16_conv_check=runtime.bf16_conv_check,

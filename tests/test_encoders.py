@@ -22,6 +22,22 @@ def test_vdim_matches_table1_sizes_and_parameter_count():
     assert abs(params - 17.3) / 17.3 < 0.03  # phi_8 o Psi, as the paper counts
 
 
+def test_vdim_without_block_bn_has_bn_only_on_its_output_and_in_phi8():
+    """block_bn=False (Table 1's ConvBlock(..., False), AMDIM's use_bn=0): no BatchNorm inside the
+    eight blocks; the output BN (sec. 4) and phi_8's two stay, and the maps are Table 1's."""
+    plain, no_bn = build_encoder("vdim"), build_encoder("vdim", block_bn=False)
+    bns = [n for n, m in no_bn.named_modules() if isinstance(m, nn.BatchNorm3d)]
+    assert bns == ["stages.block8.1", "global_head.phi.bn1", "global_head.phi.out_bn"]
+    # every block BN removed: 2 per ConvBlock, 1 per ResNxN and per Res1x1, each 2 x channels
+    removed = sum(p.numel() for n, m in plain.named_modules() if isinstance(m, nn.BatchNorm3d)
+                  and not n.startswith(("stages.block8.1", "global_head")) for p in m.parameters())
+    assert sum(p.numel() for p in plain.parameters()) - sum(p.numel() for p in no_bn.parameters()) == removed
+    assert removed == 2 * (2 * 64 + 2 * 64 + 4 * 128 + 4 * 256 + 4 * 512 * 3 + 512)
+    with torch.no_grad():
+        out = no_bn.eval()(torch.zeros(1, 3, 32, 128, 128))
+    assert {k: tuple(v.shape[1:]) for k, v in out.items() if k != "global"} == TABLE1
+
+
 def test_vdim_small_keeps_local_maps():
     enc = build_encoder("vdim_small").eval()
     with torch.no_grad():

@@ -137,6 +137,25 @@ def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dat
     assert any(not torch.equal(tuned[k], before[k]) for k in before if before[k].is_floating_point())  # end to end
 
 
+def test_finetune_in_epochs_with_a_rate_per_reference_batch_and_cosine(tmp_path, tiny_dataset):
+    """The rho presets' fine-tuning (SlowFast's): epochs x ceil(videos / batch) steps, lr scaled by
+    batch / lr_reference_batch, cosine to zero, Nesterov SGD."""
+    from omegaconf import OmegaConf
+
+    from evaluation import EvalRuntime
+    from evaluation.finetune import finetune_split
+    enc, tr, te, n_cls = _finetune_setup(tiny_dataset)
+    ft = OmegaConf.merge(_ft_cfg("rho", 999), {"epochs": 1, "lr": 0.4, "lr_reference_batch": 8, "schedule": "cosine",
+                                               "optimizer": "sgd", "nesterov": True})
+    finetune_split(enc, ft, tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0)
+    state = torch.load(tmp_path / "split1" / "last.pt", weights_only=True)
+    assert state["step"] == 4  # 1 epoch of 8 videos at batch 2, not steps=999
+    groups = state["optimizer"]["param_groups"]
+    assert all(g["nesterov"] for g in groups)
+    assert all(g["initial_lr"] == pytest.approx(0.4 * 2 / 8) for g in groups)
+    assert all(g["lr"] == pytest.approx(0.0, abs=1e-12) for g in groups)  # the cosine's end
+
+
 def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_dataset, monkeypatch):
     import evaluation.finetune as ftmod
     from evaluation import EvalRuntime

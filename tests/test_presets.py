@@ -247,3 +247,28 @@ def test_rho_presets_optimise_as_slowfasts_optimizer(name):
 def test_the_cpu_trainer_keeps_torchs_sgd_and_simclrs_lars():
     t = compose_run([]).trainer
     assert (t.nesterov, t.bn_weight_decay, t.lars_trust) == (False, None, "norm_of_sum")
+
+
+@pytest.mark.parametrize("name", ["vdim_ucf101_table2", "vdim_k600_table3", "vdim_ablation"])
+def test_vdim_paper_presets_have_no_batch_norm_inside_the_blocks(name):
+    """Table 1 writes ConvBlock(5,5,2,2,False) and AMDIM trains with use_bn=0; the paper names BN
+    only on the encoder's output and in the phi_j heads (sec. 4)."""
+    assert compose_run([f"experiment={name}", "dataset.root=/x"]).encoder.block_bn is False
+    assert compose_run([]).encoder.block_bn is True  # the embedded default keeps it (docs/synthetic.md)
+
+
+@pytest.mark.parametrize("name", sorted(RHO_RATES))
+def test_rho_presets_fine_tune_as_slowfasts_ucf101_config(name):
+    """configs/contrastive_ssl/finetune_ucf_Slow_R50_syn8.yaml: BASE_LR 0.01 per 64-clip machine,
+    cosine, MAX_EPOCH 200, no warm-up, WEIGHT_DECAY 0, DROPOUT_RATE 0.8, SSL colour jitter
+    (0.4, 0.4, 0.4, 0.1) with grey 0.2; SOLVER.NESTEROV True."""
+    from benchmark.optim import schedule_in_steps
+    ft = compose_run([f"experiment={name}", "dataset.root=/x"]).eval.finetune
+    assert (ft.preset, ft.optimizer, ft.schedule, ft.nesterov, ft.weight_decay, ft.dropout) == (
+        "rho", "sgd", "cosine", True, 0.0, 0.8)
+    a = ft.augment
+    assert (a.color, a.jitter_p, a.brightness, a.contrast, a.saturation, a.hue, a.grayscale_p, a.blur_p) == (
+        "jitter", 1.0, 0.4, 0.4, 0.4, 0.1, 0.2, 0.0)
+    plan = schedule_in_steps(ft, 9537, 1)  # UCF-101 split 1's training list
+    assert plan.steps == 200 * math.ceil(9537 / ft.batch_size) and plan.warmup_steps == 0
+    assert plan.lr == pytest.approx(0.01 * ft.batch_size / 64)
