@@ -10,15 +10,14 @@ from omegaconf import MISSING
 from methods.base import clip_pairs, register_method
 from methods.heads import MLPHead
 from methods.losses import byol_loss
-from methods.rho_common import RhoConfig, RhoMethod
+from methods.rho_common import MomentumTargetConfig, RhoMethod
 
 
 @dataclass
-class RhoBYOLConfig(RhoConfig):
+class RhoBYOLConfig(MomentumTargetConfig):
     pairing: str = MISSING
     predictor_hidden_dim: int = MISSING
     predictor_lr_scale: float = MISSING  # the predictor's learning rate over the trainer's
-    momentum: float = MISSING  # the target's base momentum, annealed to 1 by cosine
 
 
 @register_method
@@ -46,6 +45,6 @@ class RhoBYOL(RhoMethod):
     def forward(self, views, labels=None):
         p = [self.predictor(z) for z in self.embed(views)]
         with torch.no_grad():
-            t = self.embed(views, self.target_encoder, self.target_projector, batched=True)
+            t = self.target_embed(views)
         loss = torch.stack([byol_loss(p[i], t[j]) for i, j in clip_pairs(len(p), self.cfg.pairing)]).mean()
         return {"loss": loss}

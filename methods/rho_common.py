@@ -25,6 +25,19 @@ class RhoConfig(MethodConfig):
     mlp_bn: bool = MISSING
 
 
+TARGET_BATCHES = ("together", "per_clip")
+
+
+@dataclass
+class MomentumTargetConfig(RhoConfig):
+    """The keys of a rho-method with a momentum target (MoCo, BYOL)."""
+    momentum: float = MISSING  # the target's base momentum, annealed to 1 by cosine
+    # together: all rho clips through the target as one batch (one set of BN statistics);
+    # per_clip: clip by clip, as SlowFast's compute_key_feat under CONTRASTIVE.SEQUENTIAL (its
+    # MoCo and BYOL configs), which batches the clips only when there is one
+    target_batches: str = "together"
+
+
 class RhoMethod(Method):
     Config = RhoConfig
 
@@ -33,6 +46,9 @@ class RhoMethod(Method):
         return RhoClips.of(cfg.clips)
 
     def __init__(self, encoder: nn.Module, cfg, num_classes: int | None = None):
+        if getattr(cfg, "target_batches", TARGET_BATCHES[0]) not in TARGET_BATCHES:
+            from benchmark.errors import unknown_choice
+            raise unknown_choice("method.target_batches", cfg.target_batches, TARGET_BATCHES)
         super().__init__(encoder, cfg, num_classes)
         self.projector = MLPHead(encoder.global_dim, cfg.hidden_dim, cfg.out_dim, cfg.mlp_layers, cfg.mlp_bn)
 
@@ -42,12 +58,17 @@ class RhoMethod(Method):
 
         The online network sees each clip as its own batch, as the reference does (SlowFast's
         ``ContrastiveModel`` runs the backbone once per clip), so batch-norm statistics are
-        per clip. ``batched=True`` sends all clips through as one batch, as the reference
-        computes the momentum target's keys (``compute_key_feat``, batched inference).
-        Per-clip batches are also faster on CPU: oneDNN's 3-D convolutions lose more to a
-        doubled batch than a second call costs (``python -m benchmark perf``)."""
+        per clip. ``batched=True`` sends all clips through as one batch (``method.target_batches=
+        together`` for the momentum target). Per-clip batches are also faster on CPU: oneDNN's
+        3-D convolutions lose more to a doubled batch than a second call costs
+        (``python -m benchmark perf``)."""
         encoder, projector = encoder or self.encoder, projector or self.projector
         if batched:
             z = projector(encoder(torch.cat(list(views)))["global"])
             return list(z.float().split(views[0].shape[0]))
         return [projector(encoder(v)["global"]).float() for v in views]
+
+    def target_embed(self, views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """The momentum target's projections of every clip, batched as ``method.target_batches``."""
+        return self.embed(views, self.target_encoder, self.target_projector,
+                          batched=self.cfg.target_batches == "together")

@@ -178,3 +178,56 @@ def test_byol_predictor_learns_at_its_own_rate_and_every_weight_is_optimised_onc
     sgd = build_optimizer("sgd", build_method("rho_simclr", build_encoder("vdim_small", **TINY),
                                               **OVERRIDES["rho_simclr"]).param_groups(), lr=0.1)
     assert [g["lr"] for g in sgd.param_groups] == [0.1]
+
+
+@pytest.mark.parametrize("name", ["rho_moco", "rho_byol"])
+def test_target_batches_together_or_clip_by_clip(name):
+    """method.target_batches: one batch of every clip (one set of BN statistics) or each clip as
+    its own batch (SlowFast's compute_key_feat under CONTRASTIVE.SEQUENTIAL)."""
+    m = _make(name).train()
+    views = _views()
+    target = lambda x: m.target_projector(m.target_encoder(x)["global"]).float()  # noqa: E731
+    with torch.no_grad():
+        together = m.target_embed(views)
+        m.cfg.target_batches = "per_clip"
+        per_clip = m.target_embed(views)
+        torch.testing.assert_close(per_clip[1], target(views[1]))
+        torch.testing.assert_close(together[1], target(torch.cat(views))[4:])
+    assert not torch.allclose(together[1], per_clip[1], atol=1e-3)  # batch norm sees other statistics
+
+
+def test_moco_queue_per_process_or_gathered(monkeypatch):
+    import methods.rho_moco as moco
+    m = _make("rho_moco")  # queue 40
+    keys = torch.nn.functional.normalize(torch.randn(8, 32), dim=1)
+    gathered = []
+    monkeypatch.setattr(moco, "world_size", lambda: 2)
+    monkeypatch.setattr(moco.dist, "all_gather", lambda out, k: (gathered.append(1), [o.copy_(k) for o in out]))
+    m.cfg.queue_scope = "per_process"
+    m.enqueue(keys)
+    assert not gathered and int(m.queue_ptr) == 8 and torch.equal(m.queue[:8], keys)
+    m.cfg.queue_scope = "global"
+    m.enqueue(keys)
+    assert gathered and int(m.queue_ptr) == 24 and torch.equal(m.queue[8:24], torch.cat([keys, keys]))
+
+
+def test_moco_makes_no_update_until_its_queue_is_full():
+    """SlowFast's contrastive_parameter_surgery: queue_size // global batch steps without an update."""
+    torch.manual_seed(0)
+    m = build_method("rho_moco", build_encoder("vdim_small", **TINY), **{**OVERRIDES["rho_moco"], "queue_size": 16},
+                     frozen_until_queue_full=True)
+    views = _views(b=4)  # 16 // 4 = 4 frozen steps
+    for step in range(6):
+        m(views)["loss"].backward()
+        m.before_optimizer_step(step)
+        with_grad = [p.grad is not None for p in m.parameters() if p.requires_grad]
+        assert not any(with_grad) if step < 4 else all(with_grad)
+        m.zero_grad(set_to_none=True)
+
+
+def test_unknown_queue_scope_and_target_batches_name_the_choices():
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="method.queue_scope.*per_process"):
+        build_method("rho_moco", build_encoder("vdim_small", **TINY), **OVERRIDES["rho_moco"], queue_scope="local")
+    with pytest.raises(UserError, match="method.target_batches.*per_clip"):
+        build_method("rho_byol", build_encoder("vdim_small", **TINY), **OVERRIDES["rho_byol"], target_batches="x")

@@ -272,3 +272,13 @@ def test_rho_presets_fine_tune_as_slowfasts_ucf101_config(name):
     plan = schedule_in_steps(ft, 9537, 1)  # UCF-101 split 1's training list
     assert plan.steps == 200 * math.ceil(9537 / ft.batch_size) and plan.warmup_steps == 0
     assert plan.lr == pytest.approx(0.01 * ft.batch_size / 64)
+
+
+def test_rho_moco_and_byol_presets_compute_keys_and_queue_as_slowfast():
+    """SlowFast's MoCo/BYOL configs set CONTRASTIVE.SEQUENTIAL (keys clip by clip); its MoCo queue is
+    each GPU's own and no update is made until it is full (contrastive_parameter_surgery)."""
+    moco = compose_run(["experiment=rho_moco_k400", "dataset.root=/x"]).method
+    assert (moco.target_batches, moco.queue_scope, moco.frozen_until_queue_full) == ("per_clip", "per_process", True)
+    assert compose_run(["experiment=rho_byol_k400", "dataset.root=/x"]).method.target_batches == "per_clip"
+    default = compose_run(["method=rho_moco"]).method
+    assert (default.target_batches, default.queue_scope, default.frozen_until_queue_full) == ("together", "global", False)
