@@ -77,6 +77,30 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.contiguous()
 
 
+@torch.no_grad()
+def with_shuffled_batch(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn`` (no gradient) of this process's batch ``x`` under MoCo's shuffling BN (He et al. 2020,
+    sec. 3.3; SlowFast's ``_batch_shuffle``/``_batch_unshuffle``): every process's batch gathered,
+    permuted by a permutation rank 0 draws, each process runs ``fn`` on its share, and the results
+    are gathered and put back in order, so a key's batch-norm statistics come from other
+    processes' samples. One process: ``fn(x)``."""
+    n = world_size()
+    if n == 1:
+        return fn(x)
+    rank, b = dist.get_rank(), x.shape[0]
+    everything = torch.cat(_all_gather(x.contiguous()))
+    perm = torch.randperm(everything.shape[0], device=x.device)
+    dist.broadcast(perm, src=0)
+    out = torch.cat(_all_gather(fn(everything[perm[rank * b:(rank + 1) * b]]).contiguous()))
+    return out[torch.argsort(perm)][rank * b:(rank + 1) * b]
+
+
+def _all_gather(x: torch.Tensor) -> list:
+    pieces = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(pieces, x)
+    return pieces
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather along dim 0 with gradient flowing back to each process's slice.
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from benchmark.config import RhoClipConfig
 from benchmark.data.samplers import RhoClips
-from methods.base import Method, MethodConfig
+from methods.base import Method, MethodConfig, with_shuffled_batch
 from methods.heads import MLPHead
 
 
@@ -52,23 +52,24 @@ class RhoMethod(Method):
         super().__init__(encoder, cfg, num_classes)
         self.projector = MLPHead(encoder.global_dim, cfg.hidden_dim, cfg.out_dim, cfg.mlp_layers, cfg.mlp_bn)
 
-    def embed(self, views: Sequence[torch.Tensor], encoder=None, projector=None,
-              batched: bool = False) -> List[torch.Tensor]:
+    def embed(self, views: Sequence[torch.Tensor], encoder=None, projector=None) -> List[torch.Tensor]:
         """Projector outputs of every clip.
 
         The online network sees each clip as its own batch, as the reference does (SlowFast's
         ``ContrastiveModel`` runs the backbone once per clip), so batch-norm statistics are
-        per clip. ``batched=True`` sends all clips through as one batch (``method.target_batches=
-        together`` for the momentum target). Per-clip batches are also faster on CPU: oneDNN's
-        3-D convolutions lose more to a doubled batch than a second call costs
-        (``python -m benchmark perf``)."""
+        per clip. Per-clip batches are also faster on CPU: oneDNN's 3-D convolutions lose more to
+        a doubled batch than a second call costs (``python -m benchmark perf``)."""
         encoder, projector = encoder or self.encoder, projector or self.projector
-        if batched:
-            z = projector(encoder(torch.cat(list(views)))["global"])
-            return list(z.float().split(views[0].shape[0]))
         return [projector(encoder(v)["global"]).float() for v in views]
 
     def target_embed(self, views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """The momentum target's projections of every clip, batched as ``method.target_batches``."""
-        return self.embed(views, self.target_encoder, self.target_projector,
-                          batched=self.cfg.target_batches == "together")
+        """The momentum target's projections of every clip, batched as ``method.target_batches``,
+        under MoCo's shuffling BN across processes where ``method.shuffle_bn`` is set."""
+        def keys(x):
+            return self.target_projector(self.target_encoder(x)["global"]).float()
+        if getattr(self.cfg, "shuffle_bn", False):
+            plain = keys
+            keys = lambda x: with_shuffled_batch(plain, x)  # noqa: E731
+        if self.cfg.target_batches == "together":
+            return list(keys(torch.cat(list(views))).split(views[0].shape[0]))
+        return [keys(v) for v in views]

@@ -29,6 +29,9 @@ class RhoMoCoConfig(MomentumTargetConfig):
     # SlowFast's contrastive_parameter_surgery: no parameter update in the first
     # queue_size // global batch steps, while the random initial queue is replaced
     frozen_until_queue_full: bool = False
+    # MoCo's shuffling BN across processes (He et al. 2020, sec. 3.3): on by SlowFast's rule
+    # wherever its batch norm is not synchronised over all GPUs (ContrastiveModel._batch_shuffle_on)
+    shuffle_bn: bool = False
 
 
 @register_method

@@ -114,3 +114,39 @@ def test_gather_with_grad_returns_each_process_the_summed_gradient_of_its_slice(
     for r in range(WORLD):
         got = torch.load(tmp_path / f"gather_rank{r}.pt", weights_only=True)
         torch.testing.assert_close(got, WORLD * w[r])
+
+
+def _shuffle_worker(rank: int, init_file: str, out_dir: str) -> None:
+    from methods.base import with_shuffled_batch
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        torch.manual_seed(1)  # rank 0's permutation is broadcast; every rank draws one
+        x = _shuffle_inputs()[rank * PER_RANK:(rank + 1) * PER_RANK]
+        torch.save(with_shuffled_batch(_batch_centred, x), Path(out_dir) / f"shuffle_rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _shuffle_inputs():
+    return torch.randn(WORLD * PER_RANK, 3, generator=torch.Generator().manual_seed(5))
+
+
+def _batch_centred(x):
+    """A function whose output depends on the whole batch it is given, as batch norm's does."""
+    return x - x.mean(0, keepdim=True)
+
+
+def test_shuffled_batch_norm_gives_each_sample_the_statistics_of_its_shuffled_share(tmp_path):
+    """MoCo's shuffling BN: the samples of all processes permuted by rank 0's permutation, each
+    process's function on its share, and the outputs returned to the samples' own processes."""
+    mp.spawn(_shuffle_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    torch.manual_seed(1)
+    perm = torch.randperm(WORLD * PER_RANK)  # [1, 3, 2, 0]: each share mixes the two processes' samples
+    x = _shuffle_inputs()
+    expected = torch.empty_like(x)
+    for r in range(WORLD):
+        share = perm[r * PER_RANK:(r + 1) * PER_RANK]
+        expected[share] = _batch_centred(x[share])
+    got = torch.cat([torch.load(tmp_path / f"shuffle_rank{r}.pt", weights_only=True) for r in range(WORLD)])
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, torch.cat([_batch_centred(x[:PER_RANK]), _batch_centred(x[PER_RANK:])]))

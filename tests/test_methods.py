@@ -66,7 +66,7 @@ def test_moco_queue_stores_each_steps_momentum_keys_and_wraps():
     for step in range(6):
         views = _views(seed=step)
         with torch.no_grad():  # the target in training mode: batch statistics, as the method's forward
-            keys = F.normalize(torch.cat(m.embed(views, m.target_encoder, m.target_projector, batched=True)), dim=1)
+            keys = F.normalize(torch.cat(m.target_embed(views)), dim=1)
         slots = (torch.arange(8) + step * 8) % 40
         expected[slots] = keys
         m(views, None)
@@ -131,18 +131,17 @@ def test_swav_freezes_prototypes_for_one_epoch_by_default():
     other.set_epoch_steps(21)  # a no-op for methods without an epoch-based setting
 
 
-def test_rho_online_clips_are_separate_batches_and_target_keys_one_batch():
+def test_rho_online_clips_are_separate_batches():
     """As SlowFast's ContrastiveModel: the online backbone runs once per clip (batch-norm statistics
-    per clip), the momentum target's keys are computed with the clips as one batch."""
+    per clip); the target's batching is method.target_batches (test_target_batches_...)."""
     m = _make("rho_byol").train()
     a, b = _views()
     c = torch.randn_like(b)
     with torch.no_grad():
         online_ab, online_ac = m.embed([a, b])[0], m.embed([a, c])[0]
-        kw = {"encoder": m.target_encoder, "projector": m.target_projector, "batched": True}
-        target_ab, target_ac = m.embed([a, b], **kw)[0], m.embed([a, c], **kw)[0]
+        target_ab, target_ac = m.target_embed([a, b])[0], m.target_embed([a, c])[0]
     torch.testing.assert_close(online_ab, online_ac)  # clip 0's embedding does not see clip 1
-    assert (target_ab - target_ac).abs().max() > 1e-3  # one batch: clip 1 moves clip 0's statistics
+    assert (target_ab - target_ac).abs().max() > 1e-3  # target_batches=together: clip 1 moves clip 0's statistics
 
 
 def test_swav_queue_fills_newest_first_and_is_used_once_full():

@@ -279,6 +279,7 @@ def test_rho_moco_and_byol_presets_compute_keys_and_queue_as_slowfast():
     each GPU's own and no update is made until it is full (contrastive_parameter_surgery)."""
     moco = compose_run(["experiment=rho_moco_k400", "dataset.root=/x"]).method
     assert (moco.target_batches, moco.queue_scope, moco.frozen_until_queue_full) == ("per_clip", "per_process", True)
+    assert moco.shuffle_bn is True
     assert compose_run(["experiment=rho_byol_k400", "dataset.root=/x"]).method.target_batches == "per_clip"
     default = compose_run(["method=rho_moco"]).method
     assert (default.target_batches, default.queue_scope, default.frozen_until_queue_full) == ("together", "global", False)
