@@ -183,6 +183,7 @@ class FinetuneEvalConfig:
     window_stride: int = 4  # dpc: test windows' stride in blocks (num_seq // 2 on UCF-101)
     hidden_dim: int = 1024
     dropout: float = 0.2
+    head: str = "mlp"  # vdim preset: mlp (linear, ReLU, dropout, linear) | amdim (AMDIM's MLPClassifier: dropout, linear, BN, ReLU, dropout, linear)
     views: int = 4
     grad_clip: float = 0.0
     checkpoint_every: int = 100

@@ -46,15 +46,31 @@ from evaluation.protocols import register_protocol
 PRESETS = ("vdim", "rho", "dpc")
 
 
+HEADS = ("mlp", "amdim")
+
+
+def classifier_head(d: int, num_classes: int, hidden: int, dropout: float, kind: str = "mlp") -> nn.Sequential:
+    """The fine-tuning classifier on ``d`` features. ``hidden`` 0: dropout and linear (the rho
+    study's). Otherwise one hidden layer (VDIM sec. 4.1: "a single hidden layer of size 1024 with
+    dropout"): ``mlp`` linear, ReLU, dropout, linear; ``amdim`` AMDIM's ``MLPClassifier``
+    (``model.py``, ``n_hidden=1024, p=0.2``): dropout, bias-free linear, BatchNorm1d, ReLU,
+    dropout, linear."""
+    if not hidden:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes))
+    if kind == "amdim":
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(d, hidden, bias=False), nn.BatchNorm1d(hidden),
+                             nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+    return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+
 class ClipClassifier(nn.Module):
     """Encoder + classifier over K concatenated views (``[B, K, 3, T, H, W]``)."""
 
-    def __init__(self, encoder: nn.Module, views: int, num_classes: int, hidden: int, dropout: float):
+    def __init__(self, encoder: nn.Module, views: int, num_classes: int, hidden: int, dropout: float,
+                 head: str = "mlp"):
         super().__init__()
         self.encoder, self.views = encoder, views
-        d = encoder.global_dim * views
-        self.head = (nn.Sequential(nn.Linear(d, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
-                     if hidden else nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes)))
+        self.head = classifier_head(encoder.global_dim * views, num_classes, hidden, dropout, head)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         b, k = clips.shape[:2]
@@ -124,6 +140,8 @@ def lab_test_inputs(clips: torch.Tensor, ft) -> list:
 def check_finetune(ft) -> None:
     if ft.preset not in PRESETS:
         raise unknown_choice("eval.finetune.preset", ft.preset, PRESETS)
+    if ft.head not in HEADS:
+        raise unknown_choice("eval.finetune.head", ft.head, HEADS)
     if ft.schedule not in SCHEDULES:
         raise unknown_choice("eval.finetune.schedule", ft.schedule, SCHEDULES)
     if ft.lab_dropout_test not in LAB_DROPOUT_TEST:
@@ -137,7 +155,8 @@ def views_of(ft) -> int:
 def build_classifier(encoder, ft, num_classes: int) -> nn.Module:
     if ft.preset == "dpc":
         return BlockSequenceClassifier(encoder, ft.blocks, num_classes, ft.dropout)
-    return ClipClassifier(encoder, views_of(ft), num_classes, ft.hidden_dim if ft.preset == "vdim" else 0, ft.dropout)
+    return ClipClassifier(encoder, views_of(ft), num_classes, ft.hidden_dim if ft.preset == "vdim" else 0, ft.dropout,
+                          ft.head)
 
 
 def parameter_groups(model: nn.Module, ft) -> list:

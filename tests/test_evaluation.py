@@ -137,6 +137,21 @@ def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dat
     assert any(not torch.equal(tuned[k], before[k]) for k in before if before[k].is_floating_point())  # end to end
 
 
+def test_amdim_head_is_amdims_mlp_classifier():
+    """AMDIM model.py MLPClassifier(n_hidden=1024, p=0.2): Dropout, Linear (no bias), BatchNorm1d,
+    ReLU, Dropout, Linear."""
+    from torch import nn
+
+    from evaluation.finetune import classifier_head
+    head = classifier_head(64, 5, 1024, 0.2, "amdim")
+    kinds = [type(m) for m in head]
+    assert kinds == [nn.Dropout, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
+    assert head[1].bias is None and head[1].weight.shape == (1024, 64) and head[5].weight.shape == (5, 1024)
+    assert head[0].p == head[4].p == 0.2
+    plain = classifier_head(64, 5, 1024, 0.2, "mlp")
+    assert [type(m) for m in plain] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+
+
 def test_finetune_in_epochs_with_a_rate_per_reference_batch_and_cosine(tmp_path, tiny_dataset):
     """The rho presets' fine-tuning (SlowFast's): epochs x ceil(videos / batch) steps, lr scaled by
     batch / lr_reference_batch, cosine to zero, Nesterov SGD."""

@@ -283,3 +283,9 @@ def test_rho_moco_and_byol_presets_compute_keys_and_queue_as_slowfast():
     assert compose_run(["experiment=rho_byol_k400", "dataset.root=/x"]).method.target_batches == "per_clip"
     default = compose_run(["method=rho_moco"]).method
     assert (default.target_batches, default.queue_scope, default.frozen_until_queue_full) == ("together", "global", False)
+
+
+@pytest.mark.parametrize("name", ["vdim_ucf101_table2", "vdim_k600_table3", "vdim_ablation"])
+def test_vdim_paper_presets_fine_tune_with_amdims_classifier(name):
+    assert compose_run([f"experiment={name}", "dataset.root=/x"]).eval.finetune.head == "amdim"
+    assert compose_run([]).eval.finetune.head == "mlp"
