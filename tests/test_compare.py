@@ -82,8 +82,28 @@ def test_measured_rows_come_first_and_labels_tell_runs_apart(tmp_path):
     assert len(set(labels)) == 3 and "vdim (linear, 400 steps)" in labels and "vdim (linear, 800 steps)" in labels
 
 
+def _best(result):
+    """``result`` at sec. 4.2's best setting (benchmark.compare.VDIM_ABLATION_BEST)."""
+    result["config"]["method"].update({"temporal_difference": True, "consequent": ["block6"]})
+    result["config"]["method"]["views"]["offset"] = 0
+    result["config"]["method"]["augment"]["rotation_degrees"] = 0.0
+    return result
+
+
+def test_only_the_best_setting_lands_on_the_ablation_best_row():
+    from benchmark.compare import method_key
+    from conftest import compose_run
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.to_container(compose_run(["experiment=vdim_ucf101_table2", "dataset.root=/x"]), resolve=True)
+    assert method_key({"method": "vdim", "config": cfg}) == "vdim_ablation_best"  # the preset is that setting
+    cfg["method"]["temporal_difference"] = False
+    assert method_key({"method": "vdim", "config": cfg}) == "vdim"
+    cfg = OmegaConf.to_container(compose_run(["experiment=vdim_k600_table3", "dataset.root=/x"]), resolve=True)
+    assert method_key({"method": "vdim", "config": cfg}) == "vdim"  # Table 3: no temporal difference
+
+
 def test_run_lands_on_its_paper_row_with_the_difference(tmp_path):
-    tidy = _write(tmp_path, [_result("a", splits={"1": 70.0})])
+    tidy = _write(tmp_path, [_best(_result("a", splits={"1": 70.0}))])
     row = tidy[(tidy["status"] == "measured") & (tidy["model"] == "VDIM (ablation best)")].iloc[0]
     assert row["paper_value"] == 74.1 and row["delta"] == pytest.approx(70.0 - 74.1)
     dpc = tidy[(tidy["model"] == "DPC") & (tidy["table"] == "Table 2")].iloc[0]
