@@ -289,3 +289,10 @@ def test_rho_moco_and_byol_presets_compute_keys_and_queue_as_slowfast():
 def test_vdim_paper_presets_fine_tune_with_amdims_classifier(name):
     assert compose_run([f"experiment={name}", "dataset.root=/x"]).eval.finetune.head == "amdim"
     assert compose_run([]).eval.finetune.head == "mlp"
+
+
+def test_readme_lists_every_presets_compute_budget():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for name in PRESETS:
+        budget = compose_run([f"experiment={name}", "dataset.root=/x"]).compute_budget
+        assert f"`{name}` {budget}" in readme, name
