@@ -156,3 +156,12 @@ def guard_convolutions(model: nn.Module, forward: Callable[[nn.Module], object])
         log.warning("bf16 weight gradients of %d of this CPU's convolutions differ from fp32 (beyond %.2f relative);"
                     " those are computed in fp32 (benchmark/bf16_conv_guard.py)", len(patched), TOLERANCE)
     return patched
+
+
+def guard_where_needed(model: nn.Module, forward: Callable[[nn.Module], object], device: torch.device,
+                       precision: str, enabled: bool = True) -> List[str]:
+    """:func:`guard_convolutions` under bf16 autocast where it applies: bf16 on a CPU."""
+    if not (enabled and precision == "bf16" and device.type == "cpu"):
+        return []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return guard_convolutions(model, forward)

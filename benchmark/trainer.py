@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from benchmark.bf16_conv_guard import guard_convolutions
+from benchmark.bf16_conv_guard import guard_where_needed
 from benchmark.cpu_share import CoreShare
 from benchmark.checkpoint import (find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from benchmark.data.datasets import PretrainStream
@@ -321,11 +321,8 @@ def train_steps(model: torch.nn.Module, stream: PretrainStream, opt, sched, scal
 def check_bf16_convolutions(model, views, labels, device: torch.device, s: LoopSettings) -> List[str]:
     """:func:`benchmark.bf16_conv_guard.guard_convolutions` on the first batch, where it applies
     (bf16 on a CPU, ``s.bf16_conv_check``); the names of the convolutions it fixed."""
-    if not (s.bf16_conv_check and s.precision == "bf16" and device.type == "cpu"):
-        return []
     inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    with autocast_for(device, s.precision):
-        return guard_convolutions(inner, lambda probe: probe(views, labels))
+    return guard_where_needed(inner, lambda probe: probe(views, labels), device, s.precision, s.bf16_conv_check)
 
 
 def pretrain(cfg, method: torch.nn.Module, data: PretrainData, run_dir: Path, device: torch.device,

@@ -100,6 +100,7 @@ def built_pair(device):
 
 def section_dpc(cfg, rows, device):
     """Ours (the trainer's levers, fp32 and bf16) and the official step (fp32, contiguous)."""
+    from benchmark.bf16_conv_guard import guard_where_needed
     from benchmark.trainer import apply_speed_levers, in_layout
     t = cfg.trainer
     x = dpc_input(cfg, device)
@@ -111,6 +112,7 @@ def section_dpc(cfg, rows, device):
         apply_speed_levers(ours, t.channels_last, t.compile)
         b, n, c, sl, h, w = x.shape  # as the harness's sampler gives it: one clip of the N blocks back to back
         xin = in_layout([x.transpose(1, 2).reshape(b, c, n * sl, h, w)], t.channels_last)
+        guard_where_needed(ours, lambda probe, v=xin: probe(v), device, precision)  # as the trainer's first step
         steps[f"ours dpc ({precision})"] = (
             step_fn(lambda m=ours, v=xin: m(v)["loss"], list(ours.parameters()), device, precision, make_optimizer=adam),
             x.shape[0])

@@ -22,6 +22,7 @@ def ours_step(cfg, mname: str, views, device, precision: str, channels_last: boo
     """``(step, clips)`` of one of our methods as the trainer runs it: ``channels_last`` and
     ``compile`` as ``trainer.channels_last`` / ``trainer.compile`` (compiled in the untimed
     warm-up), ``threads`` as ``trainer.threads``."""
+    from benchmark.bf16_conv_guard import guard_where_needed
     from benchmark.trainer import apply_speed_levers, in_layout
     from encoders import build_encoder_from_config
     from methods import build_method
@@ -30,6 +31,7 @@ def ours_step(cfg, mname: str, views, device, precision: str, channels_last: boo
     m = build_method(mname, build_encoder_from_config(cfg.encoder), **kw).to(device).train()
     apply_speed_levers(m, channels_last, compile)
     views = in_layout(views, channels_last)
+    guard_where_needed(m, lambda probe: probe(views), device, precision)  # as the trainer's first step
     step = step_fn(lambda: m(views)["loss"], [p for p in m.parameters() if p.requires_grad], device, precision, threads)
     return step, views[0].shape[0] * len(views)
 
