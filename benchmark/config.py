@@ -206,6 +206,7 @@ class EvalConfig:
     clips_per_video: int = 4
     frame_stride: int = 1
     spatial_crops: int = 1
+    test_size: Optional[int] = None  # test clips' short side and crop (SlowFast's TEST_CROP_SIZE); null: encoder.size
     feature_batch_size: int = 32
     bn_batches: int = 50  # an encoder pretrained without BN running statistics gets them from this many batches of training clips (evaluation/batch_norm.py)
     train_examples: Optional[int] = None  # sample sensitivity (evaluation/subsets.py): this many training videos a split, class-balanced

@@ -10,6 +10,7 @@ from typing import Optional
 from benchmark.data.pipeline import eval_sampler, records_for
 from benchmark.errors import UserError
 from evaluation import EvalData, EvalRuntime, check_eval_config
+from encoders import takes_other_sizes
 from evaluation.subsets import class_balanced_subset, describe_subset
 
 log = logging.getLogger("benchmark.run")
@@ -44,7 +45,11 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
     ev = cfg.eval
     ds = eval_dataset_config(cfg)
     check_eval_config(ev, ds.format)
-    test_clips = eval_sampler(cfg.encoder, ev.clips_per_video, ev.spatial_crops, ev.frame_stride)  # they fit
+    if ev.test_size not in (None, cfg.encoder.size) and not takes_other_sizes(cfg.encoder.name):
+        raise UserError(f"bad eval.test_size {ev.test_size}: encoder {cfg.encoder.name} takes {cfg.encoder.size} px "
+                        "clips only; valid choices: null or that size")
+    test_clips = eval_sampler(cfg.encoder, ev.clips_per_video, ev.spatial_crops, ev.frame_stride,
+                              size=ev.test_size)  # they fit
     if not ev.protocols:
         return None
     splits = list(ev.splits)
@@ -61,7 +66,8 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
         lists[s] = (train, test)
     return EvalData(dataset=ds.name, splits=lists, classes=classes, encoder_name=cfg.encoder.name,
                     train_subset=describe_subset(ev.train_examples, ev.train_examples_per_class, ev.subset_seed),
-                    frames=cfg.encoder.frames, size=cfg.encoder.size, clips_per_video=ev.clips_per_video,
+                    frames=cfg.encoder.frames, size=cfg.encoder.size, test_size=ev.test_size or cfg.encoder.size,
+                    clips_per_video=ev.clips_per_video,
                     spatial_crops=ev.spatial_crops, frame_stride=ev.frame_stride,
                     feature_batch_size=ev.feature_batch_size, bn_batches=ev.bn_batches, seed=cfg.seed, test_clips=test_clips)
 

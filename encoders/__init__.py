@@ -23,6 +23,12 @@ ENCODERS: Dict[str, Callable[..., FeatureEncoder]] = {
     "r3d_18": build_r3d_18,
 }
 CONFIG_ONLY_KEYS = ("params_reported_m", "gflops_reported", "pretrained")
+FIXED_INPUT = ("vdim", "vdim_small")  # their blocks' kernels fit one input size (Table 1): no other test size
+
+
+def takes_other_sizes(name: str) -> bool:
+    """Whether encoder ``name`` takes clips of another size than its config's (globally pooled)."""
+    return name not in FIXED_INPUT
 
 
 def build_encoder(name: str, **overrides) -> nn.Module:

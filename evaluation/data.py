@@ -44,6 +44,7 @@ class EvalData:
     encoder_name: str
     frames: int
     size: int
+    test_size: Optional[int] = None  # the test clips' size (None: size)
     clips_per_video: int = 1
     spatial_crops: int = 1
     frame_stride: int = 1
@@ -75,7 +76,8 @@ class EvalData:
         """``(index_fn, view_fn)`` of the test clips, built once."""
         from benchmark.data.pipeline import eval_sampler
         if self.test_clips is None:
-            self.test_clips = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride)
+            self.test_clips = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride,
+                                           size=self.test_size)
         return self.test_clips
 
     def with_population_statistics(self, encoder):
@@ -117,7 +119,7 @@ class EvalData:
             if lacks_running_statistics(encoder):
                 encoder = self.with_population_statistics(encoder)
             rt = self.runtime
-            settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.size,
+            settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.test_size or self.size,
                         "clips": self.clips_per_video, "crops": self.spatial_crops, "stride": self.frame_stride}
             per_video = self.clips_per_video * self.spatial_crops
             feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records,

@@ -22,6 +22,7 @@ checkpoints to ``<run>/finetune/split<k>/last.pt`` and resumes from it.
 from __future__ import annotations
 
 import copy
+from typing import Optional
 from functools import partial
 from pathlib import Path
 
@@ -194,22 +195,33 @@ def dpc_test_windows(n: int, frames: int, blocks: int, window_stride: int, frame
     return [samplers.kview_indices(n, blocks * frames, 1, frame_stride, s * frames * frame_stride)[0] for s in starts]
 
 
-def test_index_fn(ft, frames: int, clips_per_video: int, frame_stride: int):
-    """A test video's clips, each a ``[views]`` group of the classifier's input."""
+def test_index_fn(ft, frames: int, clips_per_video: int, frame_stride: int, crops: int = 1):
+    """A test video's clips, each a ``[views]`` group of the classifier's input, every group
+    ``crops`` times in a row (one spatial crop each, :func:`test_view_fn`)."""
     if ft.preset == "dpc":
-        return lambda n, rng: dpc_test_windows(n, frames, ft.blocks, ft.window_stride, frame_stride)
-    views = views_of(ft)
+        groups = lambda n: [[w] for w in dpc_test_windows(n, frames, ft.blocks, ft.window_stride, frame_stride)]  # noqa: E731
+    else:
+        views = views_of(ft)
 
-    def windows(n, rng):  # clips_per_video windows of K views each
-        starts = np.linspace(0, max(n - frames * views, 0), clips_per_video).round().astype(int)
-        return [v for s in starts for v in samplers.kview_indices(n, frames, views, 1, int(s))]
-    return windows
+        def groups(n):  # clips_per_video windows of K views each
+            starts = np.linspace(0, max(n - frames * views, 0), clips_per_video).round().astype(int)
+            return [samplers.kview_indices(n, frames, views, 1, int(s)) for s in starts]
+    return lambda n, rng: [v for g in groups(n) for _ in range(crops) for v in g]
+
+
+def test_view_fn(size: int, color: str, views: int, crops: int = 1):
+    """The test clips' view function: clip ``k`` of :func:`test_index_fn`'s list gets spatial crop
+    ``(k // views) % crops`` (left, centre, right for 3, as ``eval.spatial_crops``)."""
+    transforms = [build_eval_transform(size, color, c, crops) for c in range(crops)]
+    return lambda frames, k=0: augmented_view(transforms[(k // views) % crops], color, frames)
 
 
 def finetune_split(encoder, ft, train_records, test_records, num_classes: int, frames: int, size: int,
-                   clips_per_video: int, runtime, out_dir: Path, seed: int, frame_stride: int = 1) -> dict:
-    """Fine-tune a copy of ``encoder`` on ``train_records``; top-1 (%) on ``test_records`` and the
-    per-video predictions (:func:`evaluation.aggregate.scored`)."""
+                   clips_per_video: int, runtime, out_dir: Path, seed: int, frame_stride: int = 1,
+                   spatial_crops: int = 1, test_size: Optional[int] = None) -> dict:
+    """Fine-tune a copy of ``encoder`` on ``train_records``; top-1 (%) on ``test_records`` (every
+    test window at ``spatial_crops`` crops) and the per-video predictions
+    (:func:`evaluation.aggregate.scored`)."""
     check_finetune(ft)
     device = runtime.device
     views = views_of(ft)
@@ -235,9 +247,8 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
                             diverged_hint="try a lower eval.finetune.lr")
     train_steps(trained, stream, opt, sched, scaler, device, settings, start, checkpoint_path=str(ckpt),
                 save=lambda step, loss: save_checkpoint(ckpt, training_state(model, opt, sched, scaler, step)))
-    tf = build_eval_transform(size, ft.augment.color)
-    ds = VideoClipsDataset(test_records, test_index_fn(ft, frames, clips_per_video, frame_stride),
-                           partial(augmented_view, tf, ft.augment.color), runtime.skipped_log)
+    ds = VideoClipsDataset(test_records, test_index_fn(ft, frames, clips_per_video, frame_stride, spatial_crops),
+                           test_view_fn(test_size or size, ft.augment.color, views, spatial_crops), runtime.skipped_log)
     model.eval()
     probs, vids, labels = [], [], torch.tensor([r.label for r in test_records])
     with torch.no_grad():  # one video a batch: DPC's windows per video vary with its length
@@ -259,6 +270,8 @@ def describe_finetune(ft, data):
         test = f"windows of {ft.blocks} blocks every {ft.window_stride}"
     else:
         test = f"{data.clips_per_video} clips x {views_of(ft)} views"
+    if data.spatial_crops > 1:
+        test += f" x {data.spatial_crops} crops"
     if ft.augment.color == "lab_dropout" and ft.lab_dropout_test == "average":
         test += ", each Lab channel dropped in turn"
     return {"finetune_preset": ft.preset, "test_protocol": test}
@@ -270,5 +283,6 @@ def finetune_protocol(encoder, ft, data):
     rt = data.runtime
     out_root = (rt.run_dir or Path(".")) / "finetune"
     return {split: finetune_split(encoder, ft, train, test, data.num_classes, data.frames, data.size,
-                                  data.clips_per_video, rt, out_root / f"split{split}", data.seed, data.frame_stride)
+                                  data.clips_per_video, rt, out_root / f"split{split}", data.seed, data.frame_stride,
+                                  data.spatial_crops, data.test_size)
             for split, (train, test) in data.splits.items()}

@@ -137,6 +137,21 @@ def test_finetune_trains_end_to_end_and_checkpoints_per_split(tmp_path, tiny_dat
     assert any(not torch.equal(tuned[k], before[k]) for k in before if before[k].is_floating_point())  # end to end
 
 
+def test_finetune_tests_every_window_at_each_spatial_crop():
+    """eval.spatial_crops in fine-tuning (SlowFast's 10 x 3): each window's K views repeated once per
+    crop, every view of a repetition at the same crop, left to right."""
+    from evaluation.finetune import test_index_fn, test_view_fn
+    from omegaconf import OmegaConf
+    ft = OmegaConf.create({"preset": "vdim", "views": 2, "augment": {"color": "none"}})
+    index = test_index_fn(ft, 4, 2, 1, crops=3)(40, None)
+    assert len(index) == 2 * 3 * 2  # windows x crops x views
+    assert [a.tolist() for a in index[:6]] == [a.tolist() for a in index[:2]] * 3
+    ramp = torch.arange(48, dtype=torch.uint8).view(1, 1, 48, 1).expand(4, 16, 48, 3).contiguous()  # brighter rightwards
+    view = test_view_fn(16, "none", views=2, crops=3)
+    means = [view(ramp, k).mean().item() for k in range(6)]
+    assert means[0] == means[1] < means[2] == means[3] < means[4] == means[5]
+
+
 def test_amdim_head_is_amdims_mlp_classifier():
     """AMDIM model.py MLPClassifier(n_hidden=1024, p=0.2): Dropout, Linear (no bias), BatchNorm1d,
     ReLU, Dropout, Linear."""
@@ -162,7 +177,9 @@ def test_finetune_in_epochs_with_a_rate_per_reference_batch_and_cosine(tmp_path,
     enc, tr, te, n_cls = _finetune_setup(tiny_dataset)
     ft = OmegaConf.merge(_ft_cfg("rho", 999), {"epochs": 1, "lr": 0.4, "lr_reference_batch": 8, "schedule": "cosine",
                                                "optimizer": "sgd", "nesterov": True})
-    finetune_split(enc, ft, tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0)
+    out = finetune_split(enc, ft, tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0, spatial_crops=3,
+                         test_size=64)
+    assert out["per_video"]["labels"] == [r.label for r in te]  # 2 clips x 3 crops averaged per video
     state = torch.load(tmp_path / "split1" / "last.pt", weights_only=True)
     assert state["step"] == 4  # 1 epoch of 8 videos at batch 2, not steps=999
     groups = state["optimizer"]["param_groups"]

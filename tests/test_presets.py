@@ -296,3 +296,17 @@ def test_readme_lists_every_presets_compute_budget():
     for name in PRESETS:
         budget = compose_run([f"experiment={name}", "dataset.root=/x"]).compute_budget
         assert f"`{name}` {budget}" in readme, name
+
+
+@pytest.mark.parametrize("name", sorted(RHO_RATES))
+def test_rho_presets_test_at_256_with_three_crops(name):
+    """SlowFast: TEST_CROP_SIZE 256 (training crops 224), 10 clips x 3 crops (TEST.NUM_ENSEMBLE_VIEWS,
+    NUM_SPATIAL_CROPS); fine-tuning tests the same way."""
+    cfg = compose_run([f"experiment={name}", "dataset.root=/x"])
+    assert (cfg.eval.test_size, cfg.eval.spatial_crops, cfg.eval.clips_per_video, cfg.encoder.size) == (256, 3, 10, 224)
+
+
+def test_a_test_size_the_encoder_cannot_take_fails_before_any_work():
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="bad eval.test_size 96: encoder vdim_small takes 64 px"):
+        plan_evaluation(compose_run(["eval.test_size=96"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -73,12 +73,15 @@ def batch_augment(augment, encoder, augment_on: str):
     return BatchClipAugment(augment, encoder.size)
 
 
-def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride: int, color: str = "none"):
-    """Deterministic test clips: ``clips_per_video`` temporal x ``spatial_crops`` spatial."""
+def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride: int, color: str = "none",
+                 size: Optional[int] = None):
+    """Deterministic test clips: ``clips_per_video`` temporal x ``spatial_crops`` spatial, of
+    ``size`` (the short side and the crop; None: the encoder's)."""
     check_clip_fits(encoder.frames, frame_stride, "evaluation")
     if spatial_crops not in (1, 3):
         raise UserError(f"bad eval.spatial_crops {spatial_crops}; valid choices: 1, 3")
-    transforms = [build_eval_transform(encoder.size, color, c, spatial_crops) for c in range(spatial_crops)]
+    size = size or encoder.size
+    transforms = [build_eval_transform(size, color, c, spatial_crops) for c in range(spatial_crops)]
 
     def index_fn(n: int, rng: np.random.Generator):
         clips = samplers.uniform_clip_indices(n, clips_per_video, encoder.frames, frame_stride)
