@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from benchmark.checkpoint import rng_state, set_rng_state
+from encoders.channels_last_ops import is_channels_last_3d
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def fp32_weight_gradient_class(kind: type) -> type:
 
 
 def memory_format_of(x: torch.Tensor):
-    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+    if x.dim() == 5 and is_channels_last_3d(x):
         return torch.channels_last_3d
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last

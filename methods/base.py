@@ -88,17 +88,19 @@ def with_shuffled_batch(fn, x: torch.Tensor) -> torch.Tensor:
     if n == 1:
         return fn(x)
     rank, b = dist.get_rank(), x.shape[0]
-    everything = torch.cat(_all_gather(x.contiguous()))
+    everything = all_gather_no_grad(x.contiguous())
     perm = torch.randperm(everything.shape[0], device=x.device)
     dist.broadcast(perm, src=0)
-    out = torch.cat(_all_gather(fn(everything[perm[rank * b:(rank + 1) * b]]).contiguous()))
+    out = all_gather_no_grad(fn(everything[perm[rank * b:(rank + 1) * b]]).contiguous())
     return out[torch.argsort(perm)][rank * b:(rank + 1) * b]
 
 
-def _all_gather(x: torch.Tensor) -> list:
+@torch.no_grad()
+def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every process's ``x`` concatenated along dim 0, in rank order, without gradient."""
     pieces = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(pieces, x)
-    return pieces
+    return torch.cat(pieces)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import MISSING
 
-from methods.base import clip_pairs, register_method, world_size
+from methods.base import all_gather_no_grad, clip_pairs, register_method, world_size
 from methods.losses import info_nce
 from methods.rho_common import MomentumTargetConfig, RhoMethod
 
@@ -67,9 +66,7 @@ class RhoMoCo(RhoMethod):
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         if world_size() > 1 and self.cfg.queue_scope == "global":
-            out = [torch.empty_like(keys) for _ in range(world_size())]
-            dist.all_gather(out, keys)
-            keys = torch.cat(out)
+            keys = all_gather_no_grad(keys)
         n, size = keys.shape[0], self.queue.shape[0]
         idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
         self.queue[idx] = keys[-size:] if n > size else keys

@@ -196,12 +196,14 @@ def test_target_batches_together_or_clip_by_clip(name):
 
 
 def test_moco_queue_per_process_or_gathered(monkeypatch):
+    import methods.base as base
     import methods.rho_moco as moco
     m = _make("rho_moco")  # queue 40
     keys = torch.nn.functional.normalize(torch.randn(8, 32), dim=1)
     gathered = []
     monkeypatch.setattr(moco, "world_size", lambda: 2)
-    monkeypatch.setattr(moco.dist, "all_gather", lambda out, k: (gathered.append(1), [o.copy_(k) for o in out]))
+    monkeypatch.setattr(base, "world_size", lambda: 2)
+    monkeypatch.setattr(base.dist, "all_gather", lambda out, k: (gathered.append(1), [o.copy_(k) for o in out]))
     m.cfg.queue_scope = "per_process"
     m.enqueue(keys)
     assert not gathered and int(m.queue_ptr) == 8 and torch.equal(m.queue[:8], keys)
