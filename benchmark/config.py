@@ -21,8 +21,11 @@ class AugmentConfig:
     """Per-view (per-clip) augmentation; one parameter draw per view (VDIM sec. 3.1). The values
     are in each method's YAML."""
     crop_size: int = MISSING
+    crop: str = "resized"  # resized (random resized crop: crop_area, crop_ratio) | scale_jitter (short side in scale_jitter, then a random square)
     crop_area: List[float] = MISSING
     crop_ratio: List[float] = MISSING
+    scale_jitter: List[int] = field(default_factory=lambda: [256, 320])  # crop=scale_jitter: SlowFast's TRAIN_JITTER_SCALES
+    order: str = "crop_first"  # crop_first (colour, grey, blur on the crop) | colour_first (on the decoded frames, then the crop: SlowFast's kinetics.py)
     color: str = MISSING  # jitter | lab_dropout | none
     jitter_p: float = MISSING
     brightness: float = MISSING
@@ -36,6 +39,7 @@ class AugmentConfig:
     blur_p: float = MISSING
     blur_sigma: List[float] = MISSING
     flip_p: float = MISSING
+    flip_per: str = "view"  # view (each view draws its flip) | sample (one draw for all views of a sample: AMDIM's flip_lr)
     rotation_degrees: float = MISSING
 
 
@@ -68,6 +72,7 @@ class DatasetConfig:
     splits: Optional[str] = None
     split: int = 1
     frame_stride: int = 8  # natural temporal stride tau for this data's frame rate
+    target_fps: Optional[float] = None  # sample clips as if every video ran at this rate (SlowFast DATA.TARGET_FPS); None: its own
     pretrain_subset: str = "train"  # pretrain on this split's train list only (VDIM sec. 4)
 
 
@@ -205,6 +210,7 @@ class EvalConfig:
     dataset_root: Optional[str] = None  # its root, when it is not the pretraining dataset
     clips_per_video: int = 4
     frame_stride: int = 1
+    target_fps: Optional[float] = None  # the evaluation clips' frame rate (default: dataset.target_fps); None: each video's own
     spatial_crops: int = 1
     test_size: Optional[int] = None  # test clips' short side and crop (SlowFast's TEST_CROP_SIZE); null: encoder.size
     feature_batch_size: int = 32

@@ -49,7 +49,7 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
         raise UserError(f"bad eval.test_size {ev.test_size}: encoder {cfg.encoder.name} takes {cfg.encoder.size} px "
                         "clips only; valid choices: null or that size")
     test_clips = eval_sampler(cfg.encoder, ev.clips_per_video, ev.spatial_crops, ev.frame_stride,
-                              size=ev.test_size)  # they fit
+                              size=ev.test_size, target_fps=ev.target_fps)  # they fit
     if not ev.protocols:
         return None
     splits = list(ev.splits)
@@ -68,7 +68,7 @@ def plan_evaluation(cfg, labelled_split: Optional[int] = None) -> Optional[EvalD
                     train_subset=describe_subset(ev.train_examples, ev.train_examples_per_class, ev.subset_seed),
                     frames=cfg.encoder.frames, size=cfg.encoder.size, test_size=ev.test_size or cfg.encoder.size,
                     clips_per_video=ev.clips_per_video,
-                    spatial_crops=ev.spatial_crops, frame_stride=ev.frame_stride,
+                    spatial_crops=ev.spatial_crops, frame_stride=ev.frame_stride, target_fps=ev.target_fps,
                     feature_batch_size=ev.feature_batch_size, bn_batches=ev.bn_batches, seed=cfg.seed, test_clips=test_clips)
 
 

@@ -26,6 +26,7 @@ from benchmark.checkpoint import atomic_write_json
 from benchmark.cli_common import CONFIG_DIR, user_errors_exit
 from benchmark.data.datasets import count_skipped
 from benchmark.data.pipeline import batch_augment, records_for, train_view_fn
+from benchmark.data.samplers import at_frame_rate
 from benchmark.distributed import (agree_on_run_dir, check_sync_bn, export_launcher_env, init_distributed,
                                    leave_process_group, resolve_device)
 from benchmark.host import describe_host
@@ -118,7 +119,7 @@ def pretraining_views(cfg, method_cls):
     checked) once, before any data is read; None for a method that does not pretrain."""
     if not method_cls.pretrains:
         return None
-    sampler = method_cls.clip_sampler(cfg.method, cfg.encoder)
+    sampler = at_frame_rate(method_cls.clip_sampler(cfg.method, cfg.encoder), cfg.dataset.target_fps)
     view_fn = train_view_fn(cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
     on_device = batch_augment(cfg.method.augment, cfg.encoder, cfg.trainer.augment_on)
     return PretrainData([], sampler, view_fn, on_device)

@@ -48,6 +48,7 @@ class EvalData:
     clips_per_video: int = 1
     spatial_crops: int = 1
     frame_stride: int = 1
+    target_fps: Optional[float] = None  # the clips' frame rate (benchmark.data.samplers.AtFrameRate); None: each video's own
     feature_batch_size: int = 32
     bn_batches: int = 50  # batches of training clips that estimate an encoder's missing BN statistics (evaluation/batch_norm.py)
     seed: int = 0
@@ -77,7 +78,7 @@ class EvalData:
         from benchmark.data.pipeline import eval_sampler
         if self.test_clips is None:
             self.test_clips = eval_sampler(self, self.clips_per_video, self.spatial_crops, self.frame_stride,
-                                           size=self.test_size)
+                                           size=self.test_size, target_fps=self.target_fps)
         return self.test_clips
 
     def with_population_statistics(self, encoder):
@@ -121,6 +122,8 @@ class EvalData:
             rt = self.runtime
             settings = {"encoder": self.encoder_name, "frames": self.frames, "size": self.test_size or self.size,
                         "clips": self.clips_per_video, "crops": self.spatial_crops, "stride": self.frame_stride}
+            if self.target_fps is not None:  # absent when unset: earlier caches stay valid
+                settings["fps"] = self.target_fps
             per_video = self.clips_per_video * self.spatial_crops
             feats = cached_features(rt.cache_dir or Path("feature_cache"), settings, encoder, records,
                                     weights=weights_hash(encoder), index_fn=index_fn, view_fn=view_fn, device=rt.device,

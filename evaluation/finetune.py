@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 from typing import Optional
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,9 @@ from torch.utils.data import DataLoader
 
 from benchmark.checkpoint import save_checkpoint
 from benchmark.data import samplers
-from benchmark.data.augment import build_clip_augment, build_eval_transform
+from benchmark.data.augment import build_eval_transform, check_augment_choices
 from benchmark.data.datasets import PretrainStream, VideoClipsDataset, collate_skip_none
-from benchmark.data.pipeline import augmented_view
+from benchmark.data.pipeline import augmented_view, clip_view_fn
 from benchmark.errors import UserError, unknown_choice
 from benchmark.optim import SCHEDULES, build_optimizer, build_scheduler, schedule_in_steps
 from benchmark.trainer import LoopSettings, new_scaler, resume_training, train_steps, training_state
@@ -147,6 +146,7 @@ def check_finetune(ft) -> None:
         raise unknown_choice("eval.finetune.schedule", ft.schedule, SCHEDULES)
     if ft.lab_dropout_test not in LAB_DROPOUT_TEST:
         raise unknown_choice("eval.finetune.lab_dropout_test", ft.lab_dropout_test, LAB_DROPOUT_TEST)
+    check_augment_choices(ft.augment, "eval.finetune.augment")
 
 
 def views_of(ft) -> int:
@@ -218,10 +218,10 @@ def test_view_fn(size: int, color: str, views: int, crops: int = 1):
 
 def finetune_split(encoder, ft, train_records, test_records, num_classes: int, frames: int, size: int,
                    clips_per_video: int, runtime, out_dir: Path, seed: int, frame_stride: int = 1,
-                   spatial_crops: int = 1, test_size: Optional[int] = None) -> dict:
+                   spatial_crops: int = 1, test_size: Optional[int] = None, target_fps: Optional[float] = None) -> dict:
     """Fine-tune a copy of ``encoder`` on ``train_records``; top-1 (%) on ``test_records`` (every
     test window at ``spatial_crops`` crops) and the per-video predictions
-    (:func:`evaluation.aggregate.scored`)."""
+    (:func:`evaluation.aggregate.scored`). Clips of both at ``target_fps`` (None: each video's own)."""
     check_finetune(ft)
     device = runtime.device
     views = views_of(ft)
@@ -236,8 +236,8 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
     start = 0
     if runtime.resume and ckpt.exists():  # dropout masks continue as if never stopped (the RNG is restored)
         start = int(resume_training(ckpt, model, opt, sched, scaler, "the fine-tuning classifier")["step"])
-    view_fn = partial(augmented_view, build_clip_augment(ft.augment, size), ft.augment.color)
-    train_index = train_index_fn(ft, frames, frame_stride)
+    view_fn = clip_view_fn(ft.augment, size)
+    train_index = samplers.at_frame_rate(train_index_fn(ft, frames, frame_stride), target_fps, "eval.target_fps")
     stream = PretrainStream(train_records, train_index, view_fn, ft.batch_size, plan.steps, seed + 17, start,
                             skipped_log=runtime.skipped_log)
     settings = LoopSettings(steps=plan.steps, precision=runtime.precision, grad_clip=ft.grad_clip,
@@ -247,7 +247,9 @@ def finetune_split(encoder, ft, train_records, test_records, num_classes: int, f
                             diverged_hint="try a lower eval.finetune.lr")
     train_steps(trained, stream, opt, sched, scaler, device, settings, start, checkpoint_path=str(ckpt),
                 save=lambda step, loss: save_checkpoint(ckpt, training_state(model, opt, sched, scaler, step)))
-    ds = VideoClipsDataset(test_records, test_index_fn(ft, frames, clips_per_video, frame_stride, spatial_crops),
+    test_index = samplers.at_frame_rate(test_index_fn(ft, frames, clips_per_video, frame_stride, spatial_crops), target_fps,
+                                       "eval.target_fps")
+    ds = VideoClipsDataset(test_records, test_index,
                            test_view_fn(test_size or size, ft.augment.color, views, spatial_crops), runtime.skipped_log)
     model.eval()
     probs, vids, labels = [], [], torch.tensor([r.label for r in test_records])
@@ -284,5 +286,5 @@ def finetune_protocol(encoder, ft, data):
     out_root = (rt.run_dir or Path(".")) / "finetune"
     return {split: finetune_split(encoder, ft, train, test, data.num_classes, data.frames, data.size,
                                   data.clips_per_video, rt, out_root / f"split{split}", data.seed, data.frame_stride,
-                                  data.spatial_crops, data.test_size)
+                                  data.spatial_crops, data.test_size, data.target_fps)
             for split, (train, test) in data.splits.items()}

@@ -143,3 +143,94 @@ def test_clip_blur_equals_torchvision_gaussian_blur(dtype):
         assert (ours.int() - ref.int()).abs().max() <= 1 and (ours == ref).float().mean() > 0.99
     else:
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def _frames(h=48, w=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 255, (1, 3, h, w), dtype=torch.uint8, generator=g).repeat(3, 1, 1, 1)
+
+
+def _is_window_of(out: torch.Tensor, full: torch.Tensor, tol: float) -> bool:
+    """``out [T, 3, s, s]`` equals (to ``tol``) some s x s window of ``full [T, 3, H, W]``."""
+    s = out.shape[-1]
+    for top in range(full.shape[-2] - s + 1):
+        for left in range(full.shape[-1] - s + 1):
+            if (out.float() - full[..., top:top + s, left:left + s].float()).abs().max() <= tol:
+                return True
+    return False
+
+
+def test_scale_jitter_resizes_the_short_side_and_cuts_a_square_from_it():
+    """augment.crop=scale_jitter (SlowFast's TRAIN_JITTER_SCALES then TRAIN_CROP_SIZE): the short side
+    goes to a size drawn from the range, the aspect is kept, and the crop is a window of that."""
+    from torchvision.transforms.v2 import functional as TF
+    frames = _frames()
+    aug = build_clip_augment(augment_config(crop="scale_jitter", scale_jitter=[40, 40], crop_size=32, color="none",
+                                            flip_p=0.0), 32)
+    torch.manual_seed(0)
+    out = aug(frames)
+    assert out.shape == (3, 3, 32, 32)
+    resized = TF.resize(frames, [40], antialias=True).float() / 255  # 40 x 53: the aspect kept
+    assert resized.shape[-2:] == (40, 53)
+    assert _is_window_of(out, resized, 1e-6)
+
+
+def test_scale_jitter_needs_a_range_that_holds_the_crop():
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match=r"bad augment.scale_jitter \[200, 320\].*crop_size 224"):
+        build_clip_augment(augment_config(crop="scale_jitter", scale_jitter=[200, 320], crop_size=224), 224)
+
+
+@pytest.mark.parametrize("key,bad", [("crop", "random"), ("order", "blur_first"), ("flip_per", "clip")])
+def test_unknown_crop_order_or_flip_unit_names_the_choices(key, bad):
+    from benchmark.errors import UserError
+    from benchmark.data.augment import CROP_CHOICES, FLIP_PER_CHOICES, ORDER_CHOICES
+    choices = {"crop": CROP_CHOICES, "order": ORDER_CHOICES, "flip_per": FLIP_PER_CHOICES}[key]
+    with pytest.raises(UserError, match=f"augment.{key}.*{', '.join(sorted(choices))}"):
+        build_clip_augment(augment_config(**{key: bad}), 32)
+
+
+def test_colour_first_blurs_the_frame_before_the_crop():
+    """augment.order=colour_first (SlowFast's kinetics.py: color_jitter_video_ssl, then
+    spatial_sampling): the crop is a window of the whole blurred frame, with the blur's sigma in the
+    frame's pixels; crop_first blurs the window itself, so its borders differ."""
+    from torchvision.transforms.v2 import functional as TF
+    from benchmark.data.augment import sigma_kernel_size
+    frames = _frames()
+    kw = dict(crop="scale_jitter", scale_jitter=[48, 48], crop_size=32, color="none", flip_p=0.0, blur_p=1.0,
+              blur_sigma=[1.5, 1.5])
+    blurred = TF.gaussian_blur(frames.float(), [sigma_kernel_size(1.5)] * 2, [1.5, 1.5]) / 255
+    torch.manual_seed(0)
+    first = build_clip_augment(augment_config(order="colour_first", **kw), 32)(frames)
+    assert _is_window_of(first, blurred, 1.5 / 255)  # uint8 rounding after the blur
+    torch.manual_seed(0)
+    after = build_clip_augment(augment_config(order="crop_first", **kw), 32)(frames)
+    assert not _is_window_of(after, blurred, 1.5 / 255)
+
+
+def test_colour_first_cannot_colour_on_the_device():
+    from benchmark.data.batch_augment import check_augment_on
+    from benchmark.errors import UserError
+    with pytest.raises(UserError, match="augment.order=colour_first needs trainer.augment_on=workers"):
+        check_augment_on("device", augment_config(order="colour_first"))
+
+
+@pytest.mark.parametrize("flip_per", ["sample", "view"])
+def test_flip_per_sample_flips_every_view_of_a_sample_together(flip_per):
+    """augment.flip_per=sample (AMDIM's flip_lr before both views): a sample's views are all
+    flipped or none is, and both happen; per view, some samples get one of each."""
+    from benchmark.data.pipeline import clip_view_fn
+    aug = dict(crop_size=32, crop_area=[1.0, 1.0], crop_ratio=[1.0, 1.0], color="none", flip_per=flip_per)
+    view = clip_view_fn(augment_config(flip_p=0.5, **aug), 32)
+    frames = _frames(32, 32).permute(0, 2, 3, 1)  # decoded [T, H, W, 3]
+    plain = clip_view_fn(augment_config(flip_p=0.0, **aug), 32)(frames, 0)  # the whole frame, unflipped
+    assert not torch.equal(plain, plain.flip(-1))
+    flipped = []  # per sample: (view 0 flipped, view 1 flipped)
+    for sample in range(40):
+        torch.manual_seed(sample)  # load_views seeds torch once per sample, then makes views 0, 1 in order
+        pair = [view(frames, k) for k in (0, 1)]
+        assert all(torch.equal(v, plain) or torch.equal(v, plain.flip(-1)) for v in pair)
+        flipped.append(tuple(not torch.equal(v, plain) for v in pair))
+    together = [a == b for a, b in flipped]
+    assert {a for a, _ in flipped} == {True, False}
+    assert all(together) if flip_per == "sample" else not all(together)

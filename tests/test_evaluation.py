@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -186,6 +187,33 @@ def test_finetune_in_epochs_with_a_rate_per_reference_batch_and_cosine(tmp_path,
     assert all(g["nesterov"] for g in groups)
     assert all(g["initial_lr"] == pytest.approx(0.4 * 2 / 8) for g in groups)
     assert all(g["lr"] == pytest.approx(0.0, abs=1e-12) for g in groups)  # the cosine's end
+
+
+def test_finetune_runs_slowfasts_clip_pipeline_on_real_video(tmp_path, tiny_dataset, monkeypatch):
+    """configs/finetune/rho_ucf.yaml's training clips (short-side jitter, colour before the crop) at a
+    target frame rate, end to end on the tiny set's 8 fps .avi files: every clip, training and
+    test, is drawn on the video resampled to 4 fps."""
+    from omegaconf import OmegaConf
+
+    from benchmark.data.samplers import AtFrameRate
+    from evaluation import EvalRuntime
+    from evaluation.finetune import finetune_split
+    enc, tr, te, n_cls = _finetune_setup(tiny_dataset)
+    from conftest import ROOT
+    rho_ucf = OmegaConf.load(ROOT / "configs" / "finetune" / "rho_ucf.yaml")
+    ft = OmegaConf.merge(_ft_cfg("rho", 2), {"augment": rho_ucf.augment}, {"augment": {"scale_jitter": [64, 80]}})
+    seen, at = [], AtFrameRate.at
+
+    def recorded(self, n, fps, rng):
+        clips = at(self, n, fps, rng)
+        seen.append((fps, clips))
+        return clips
+    monkeypatch.setattr(AtFrameRate, "at", recorded)
+    out = finetune_split(enc, ft, tr, te, n_cls, 16, 64, 2, EvalRuntime(), tmp_path / "split1", 0, target_fps=4.0)
+    assert out["per_video"]["labels"] == [r.label for r in te]
+    assert len(seen) == 2 * 2 + len(te) and {fps for fps, _ in seen} == {8.0}  # 2 steps x batch 2, then the tests
+    steps = {int(d) for _, clips in seen for c in clips for d in np.diff(c)}
+    assert steps <= {0, 2} and 2 in steps  # 4 fps frames are every other 8 fps frame (0: a short video's last repeats)
 
 
 def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_dataset, monkeypatch):

@@ -11,7 +11,7 @@ from benchmark.eval_plan import plan_evaluation
 from evaluation import EVAL_MINIMUMS
 
 from conftest import ROOT, TINY_OVERRIDES, compose_run
-from test_cli import cli
+from test_cli import cli, one_line_error
 
 PRESETS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
 PAPER = {  # preset: (method, encoder, pretraining dataset, steps (None: in epochs), per-process batch)
@@ -310,3 +310,34 @@ def test_a_test_size_the_encoder_cannot_take_fails_before_any_work():
     from benchmark.errors import UserError
     with pytest.raises(UserError, match="bad eval.test_size 96: encoder vdim_small takes 64 px"):
         plan_evaluation(compose_run(["eval.test_size=96"]))
+
+
+@pytest.mark.parametrize("name", sorted(RHO_RATES))
+def test_rho_presets_sample_at_30_fps_and_colour_before_the_crop_as_slowfast(name):
+    """slowfast/config/defaults.py DATA.TARGET_FPS 30 (evaluation too: one setting there);
+    kinetics.py colours and blurs the decoded frames before spatial_sampling crops them, and
+    finetune_ucf_Slow_R50_syn8.yaml trains on TRAIN_JITTER_SCALES [256, 320] crops of 224."""
+    cfg = compose_run([f"experiment={name}", "dataset.root=/x"])
+    assert (cfg.dataset.target_fps, cfg.eval.target_fps) == (30, 30)
+    assert cfg.method.augment.order == "colour_first" and cfg.trainer.augment_on == "workers"
+    a = cfg.eval.finetune.augment
+    assert (a.crop, list(a.scale_jitter), a.crop_size, a.order, a.flip_p) == ("scale_jitter", [256, 320], 224,
+                                                                             "colour_first", 0.5)
+    default = compose_run([])
+    assert (default.dataset.target_fps, default.eval.target_fps, default.method.augment.order,
+            default.method.augment.crop, default.eval.finetune.augment.crop) == (None, None, "crop_first", "resized",
+                                                                               "resized")
+
+
+@pytest.mark.parametrize("name", ["vdim_ucf101_table2", "vdim_k600_table3", "vdim_ablation"])
+def test_vdim_paper_presets_flip_both_views_together_as_amdim(name):
+    assert compose_run([f"experiment={name}", "dataset.root=/x"]).method.augment.flip_per == "sample"
+    assert compose_run([]).method.augment.flip_per == "view"
+
+
+def test_a_target_rate_not_above_zero_fails_before_any_work(tmp_path):
+    proc = cli(["run", "dataset.target_fps=0", f"results_dir={tmp_path / 'r'}"], tmp_path)
+    assert proc.returncode == 2
+    assert one_line_error(proc).endswith(
+        "bad dataset.target_fps 0.0: must be > 0 frames per second, or null for each video's own rate")
+    assert not (tmp_path / "cache").exists()  # the synthetic set was not written: nothing was read

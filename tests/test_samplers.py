@@ -83,3 +83,66 @@ def test_rho_presets_sort_their_clips_as_the_reference():
         sampler = samplers.RhoClips.of(clips)
         starts = [int(c[0]) for c in sampler(300, np.random.default_rng(1))]
         assert starts == sorted(starts)
+
+
+def test_clips_at_a_target_frame_rate_span_the_same_time_at_any_source_rate():
+    """SlowFast's DATA.TARGET_FPS: a clip's frames are tau frames of the 30 fps video apart, so in
+    seconds tau / 30 apart whatever the source's rate (within one source frame: its frames are
+    1 / fps apart)."""
+    from benchmark.data.samplers import AtFrameRate, RhoClips
+    sampler = AtFrameRate(RhoClips(rho=2, frames=8, stride=8), 30.0)
+    for fps, n in ((25.0, 300), (30.0, 360), (60.0, 720), (12.0, 144)):
+        rng = np.random.default_rng(0)
+        for clip in sampler.at(n, fps, rng):
+            seconds = np.diff(clip) / fps
+            assert np.all(np.abs(seconds - 8 / 30) <= 1 / fps + 1e-9), (fps, clip)
+            assert clip.min() >= 0 and clip.max() <= n - 1
+
+
+def test_a_target_rate_equal_to_the_videos_changes_nothing():
+    from benchmark.data.samplers import AtFrameRate, RhoClips
+    plain = RhoClips(rho=2, frames=8, stride=4)
+    got = AtFrameRate(plain, 25.0).at(200, 25.0, np.random.default_rng(5))
+    want = plain(200, np.random.default_rng(5))
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_resampled_starts_cover_the_whole_video():
+    """The sampler draws on the resampled length, so starts reach the end of a 25 fps video as
+    they do at 30: the last start at 30 fps maps to within a frame of the source's end."""
+    from benchmark.data.samplers import resampled_length, source_frames
+    n, fps = 250, 25.0  # 10 s
+    virtual = resampled_length(n, fps, 30.0)
+    assert virtual == 300
+    assert source_frames(np.array([virtual - 1]), n, fps, 30.0)[0] == n - 1
+
+
+def test_a_target_rate_not_above_zero_fails_naming_the_key():
+    from benchmark.data.samplers import RhoClips, at_frame_rate
+    with pytest.raises(UserError, match=r"bad eval.target_fps 0: must be > 0"):
+        at_frame_rate(RhoClips(rho=1, frames=4, stride=1), 0, "eval.target_fps")
+    assert isinstance(at_frame_rate(RhoClips(rho=1, frames=4, stride=1), None), RhoClips)
+
+
+def test_load_views_hands_a_real_videos_frame_rate_to_the_resampling(tiny_dataset):
+    """On an encoded .avi (8 fps in the tiny set), the sampler sees the length at the target
+    rate, and its frame i is the source's frame floor(i * 8 / target)."""
+    from benchmark.data.datasets import load_views
+    from benchmark.data.decode import probe
+    from benchmark.data.samplers import AtFrameRate
+
+    class Spy:
+        clips = 1
+
+        def __call__(self, num_frames, rng):
+            self.seen = num_frames
+            return [np.array([0, 1, 2, 3])]
+
+    path = str(next(tiny_dataset.rglob("*.avi")))
+    n, fps = probe(path)
+    spy = Spy()
+    seen_frames = []
+    load_views(path, AtFrameRate(spy, 2 * fps), lambda frames, k: seen_frames.append(frames.shape[0]) or frames,
+               np.random.default_rng(0))
+    assert spy.seen == 2 * n and seen_frames == [4]
+    assert list(samplers.source_frames(np.array([0, 1, 2, 3]), n, fps, 2 * fps)) == [0, 0, 1, 1]

@@ -22,6 +22,9 @@ STD = torch.tensor([0.225, 0.225, 0.225]).view(3, 1, 1, 1)
 COLOR_CHOICES = ("jitter", "lab_dropout", "none")
 GRAYSCALE_CHOICES = ("luma", "channel")
 COLOR_PER_CHOICES = ("clip", "frame")
+CROP_CHOICES = ("resized", "scale_jitter")
+ORDER_CHOICES = ("crop_first", "colour_first")
+FLIP_PER_CHOICES = ("view", "sample")
 JITTER_IMPLS = ("affine", "torchvision")
 LUMA = torch.tensor([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale (ITU-R 601)
 LUMA64 = LUMA.double().numpy()
@@ -150,11 +153,18 @@ class LabDropout(torch.nn.Module):
         return lab
 
 
-def check_colour_choice(aug) -> None:
-    from benchmark.errors import unknown_choice
-    for key, choices in (("color", COLOR_CHOICES), ("grayscale", GRAYSCALE_CHOICES), ("color_per", COLOR_PER_CHOICES)):
+def check_augment_choices(aug, prefix: str = "augment") -> None:
+    """Every named choice of an ``AugmentConfig`` is one of its valid ones (one line naming
+    ``prefix.key`` if not)."""
+    from benchmark.errors import UserError, unknown_choice
+    for key, choices in (("color", COLOR_CHOICES), ("grayscale", GRAYSCALE_CHOICES), ("color_per", COLOR_PER_CHOICES),
+                         ("crop", CROP_CHOICES), ("order", ORDER_CHOICES), ("flip_per", FLIP_PER_CHOICES)):
         if getattr(aug, key) not in choices:
-            raise unknown_choice(f"augment.{key}", getattr(aug, key), choices)
+            raise unknown_choice(f"{prefix}.{key}", getattr(aug, key), choices)
+    lo, hi = (list(aug.scale_jitter) + [0, 0])[:2]
+    if aug.crop == "scale_jitter" and not (len(aug.scale_jitter) == 2 and aug.crop_size <= lo <= hi):
+        raise UserError(f"bad {prefix}.scale_jitter {list(aug.scale_jitter)}: need [min, max] short sides with "
+                        f"crop_size {aug.crop_size} <= min <= max, e.g. [256, 320] for 224")
 
 
 class ChannelGrayscale(torch.nn.Module):
@@ -196,10 +206,23 @@ def colour_ops(aug) -> list:
     return [PerFrame(v2.Compose(ops))] if aug.color_per == "frame" else ops
 
 
+def crop_op(aug, size: int) -> torch.nn.Module:
+    """``augment.crop``: a random resized crop (area ``crop_area``, aspect ``crop_ratio``) or, with
+    ``scale_jitter``, the short side resized to a size uniform in ``scale_jitter`` and a random
+    ``size`` square cut from it (SlowFast's ``random_short_side_scale_jitter`` and ``random_crop``,
+    ``slowfast/datasets/transform.py``, used where a config sets ``TRAIN_JITTER_SCALES``)."""
+    if aug.crop == "scale_jitter":
+        lo, hi = aug.scale_jitter
+        return v2.Compose([v2.RandomResize(int(lo), int(hi) + 1, antialias=True), v2.RandomCrop(size)])
+    return v2.RandomResizedCrop(size, scale=tuple(aug.crop_area), ratio=tuple(aug.crop_ratio), antialias=True)
+
+
 def spatial_ops(aug, size: int) -> list:
-    """Random resized crop, flip and rotation: the part of a clip's augmentation that moves pixels."""
-    ops = [v2.RandomResizedCrop(size, scale=tuple(aug.crop_area), ratio=tuple(aug.crop_ratio), antialias=True)]
-    if aug.flip_p > 0:
+    """Crop, flip and rotation: the part of a clip's augmentation that moves pixels. With
+    ``augment.flip_per=sample`` the flip is the view function's, one draw per sample
+    (:class:`benchmark.data.pipeline.SampleFlip`)."""
+    ops = [crop_op(aug, size)]
+    if aug.flip_p > 0 and aug.flip_per == "view":
         ops.append(v2.RandomHorizontalFlip(aug.flip_p))
     if aug.rotation_degrees > 0:
         ops.append(v2.RandomRotation(aug.rotation_degrees))
@@ -209,6 +232,13 @@ def spatial_ops(aug, size: int) -> list:
 def blur_kernel_size(size: int) -> int:
     """Gaussian blur's kernel: about a tenth of the crop, odd, at least 3 (SimCLR appendix A)."""
     return max(3, (size // 10) | 1)
+
+
+def sigma_kernel_size(sigma_max: float) -> int:
+    """A kernel that holds a Gaussian of ``sigma_max`` to 3 sigma either side: the blur of a frame
+    before its crop, whose size is not known in advance; SlowFast blurs with PIL's
+    ``GaussianBlur(radius=sigma)``, whose extent is about 3 sigma."""
+    return 2 * math.ceil(3 * sigma_max) + 1
 
 
 def gaussian_blur_clips(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -242,16 +272,27 @@ class ClipGaussianBlur(torch.nn.Module):
         return y.round_().to(clip.dtype) if clip.dtype == torch.uint8 else y
 
 
-def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
-    """The training augmentation of one clip, from an ``AugmentConfig``."""
-    check_colour_choice(aug)
-    size = crop_size or aug.crop_size
-    ops = spatial_ops(aug, size)
-    if aug.color == "jitter":
-        ops += colour_ops(aug)
+def pixel_ops(aug, blur_kernel: int) -> list:
+    """Colour jitter and grey (``augment.color=jitter``), then Gaussian blur (``blur_p``): the part
+    of a clip's augmentation that changes pixels in place."""
+    ops = colour_ops(aug) if aug.color == "jitter" else []
     if aug.blur_p > 0:
-        k = blur_kernel_size(size)
-        ops.append(v2.RandomApply([ClipGaussianBlur(k, aug.blur_sigma)], p=aug.blur_p))
+        ops.append(v2.RandomApply([ClipGaussianBlur(blur_kernel, aug.blur_sigma)], p=aug.blur_p))
+    return ops
+
+
+def build_clip_augment(aug, crop_size: Optional[int] = None) -> v2.Compose:
+    """The training augmentation of one clip, from an ``AugmentConfig``. ``augment.order``:
+    ``crop_first`` colours and blurs the crop (a blur kernel a tenth of it); ``colour_first`` the
+    decoded frames before the crop, as SlowFast's ``kinetics.py`` calls ``color_jitter_video_ssl``
+    before ``spatial_sampling``: the blur's sigma is then in the source's pixels, and contrast
+    blends towards the whole frame's mean grey."""
+    check_augment_choices(aug)
+    size = crop_size or aug.crop_size
+    if aug.order == "colour_first":
+        ops = pixel_ops(aug, sigma_kernel_size(max(aug.blur_sigma))) + spatial_ops(aug, size)
+    else:
+        ops = spatial_ops(aug, size) + pixel_ops(aug, blur_kernel_size(size))
     ops.append(v2.ToDtype(torch.float32, scale=True))
     if aug.color == "lab_dropout":
         ops.append(LabDropout())

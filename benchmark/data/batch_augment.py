@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data.augment import (LUMA, MEAN, STD, affine_colour_maps, apply_colour_maps, blur_kernel_size,
-                                    check_colour_choice, gaussian_blur_clips, jitter_ranges, scaled_lab)
+                                    check_augment_choices, gaussian_blur_clips, jitter_ranges, scaled_lab)
 from benchmark.errors import UserError, unknown_choice
 
 AUGMENT_ON = ("workers", "device")
@@ -38,6 +38,9 @@ def check_augment_on(choice: str, aug=None) -> None:
     if choice == "device" and aug is not None and aug.color == "jitter" and aug.jitter_impl != "affine":
         raise UserError(f"trainer.augment_on=device applies colour jitter as affine maps; set "
                         f"augment.jitter_impl=affine (got {aug.jitter_impl})")
+    if choice == "device" and aug is not None and aug.order != "crop_first":
+        raise UserError(f"trainer.augment_on=device colours the cropped clips; augment.order={aug.order} "
+                        "needs trainer.augment_on=workers (or augment.order=crop_first)")
 
 
 def step_generator(seed: int, step: int, rank: int, view: int) -> torch.Generator:
@@ -52,7 +55,7 @@ class BatchClipAugment(torch.nn.Module):
 
     def __init__(self, aug, size: int):
         super().__init__()
-        check_colour_choice(aug)
+        check_augment_choices(aug)
         check_augment_on("device", aug)
         self.aug, self.kernel = aug, blur_kernel_size(size)
         self.ranges = torch.tensor(jitter_ranges(aug.brightness, aug.contrast, aug.saturation, aug.hue))

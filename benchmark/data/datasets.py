@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from benchmark.data.decode import VideoDecodeError, decode_frames, probe
+from benchmark.data.samplers import AtFrameRate
 from benchmark.data.splits import VideoRecord
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,10 @@ def seed_transforms(rng: np.random.Generator) -> None:
 
 
 def load_views(path: str, index_fn: IndexFn, view_fn: ViewFn, rng: np.random.Generator) -> List[torch.Tensor]:
-    """Decode once the union of all views' frames, then augment each view independently."""
-    n, _ = probe(path)
-    views = index_fn(n, rng)
+    """Decode once the union of all views' frames, then augment each view independently. An
+    :class:`AtFrameRate` index function also gets the video's frame rate."""
+    n, fps = probe(path)
+    views = index_fn.at(n, fps, rng) if isinstance(index_fn, AtFrameRate) else index_fn(n, rng)
     flat = np.concatenate(views)
     frames = decode_frames(path, flat)
     out, at = [], 0

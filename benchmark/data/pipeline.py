@@ -11,7 +11,8 @@ import torch
 from torchvision.transforms import v2
 
 from benchmark.data import samplers
-from benchmark.data.augment import build_clip_augment, build_eval_transform, spatial_ops, to_model_input
+from benchmark.data.augment import (build_clip_augment, build_eval_transform, check_augment_choices, spatial_ops,
+                                    to_model_input)
 from benchmark.data.batch_augment import BatchClipAugment, check_augment_on
 from benchmark.data.splits import VideoRecord, load_split
 from benchmark.errors import UserError
@@ -55,14 +56,42 @@ def spatial_view(spatial, frames: torch.Tensor, k: int = 0) -> torch.Tensor:
     return spatial(frames.permute(0, 3, 1, 2)).permute(1, 0, 2, 3).contiguous()
 
 
+class SampleFlip:
+    """A view function whose views of one sample share one horizontal flip (``augment.flip_per=sample``):
+    AMDIM flips the image once (``flip_lr``, ``datasets.py``) before drawing both views from it.
+    :func:`benchmark.data.datasets.load_views` makes a sample's views in order, after seeding torch's
+    generator for that sample, so view 0 draws the flip and the others reuse it. A flip of the decoded
+    frames before the crop is a flip after it, at the mirrored crop position: the same distribution."""
+
+    def __init__(self, view_fn, p: float):
+        self.view_fn, self.p, self.flip = view_fn, p, False
+
+    def __call__(self, frames: torch.Tensor, k: int = 0) -> torch.Tensor:
+        if k == 0:
+            self.flip = bool(torch.rand(()) < self.p)
+        return self.view_fn(frames.flip(2) if self.flip else frames, k)  # [T, H, W, 3]: width is dim 2
+
+
+def with_sample_flip(view_fn, augment):
+    """``view_fn`` with :class:`SampleFlip` under ``augment.flip_per=sample``; else itself."""
+    return SampleFlip(view_fn, augment.flip_p) if augment.flip_per == "sample" and augment.flip_p > 0 else view_fn
+
+
+def clip_view_fn(augment, size: int):
+    """A training clip's view function under ``augment`` at ``size``, all of it in the workers
+    (decoded frames in, normalised model input out)."""
+    return with_sample_flip(partial(augmented_view, build_clip_augment(augment, size), augment.color), augment)
+
+
 def train_view_fn(augment, encoder, augment_on: str = "workers"):
     """The view function of a pretraining clip under ``augment`` (decoded frames in, model input
     out); with ``augment_on="device"`` the views leave the workers cropped but not yet coloured,
     blurred or normalised (:func:`batch_augment`)."""
     check_augment_on(augment_on, augment)
+    check_augment_choices(augment, "method.augment")
     if augment_on == "device":
-        return partial(spatial_view, v2.Compose(spatial_ops(augment, encoder.size)))
-    return partial(augmented_view, build_clip_augment(augment, encoder.size), augment.color)
+        return with_sample_flip(partial(spatial_view, v2.Compose(spatial_ops(augment, encoder.size))), augment)
+    return clip_view_fn(augment, encoder.size)
 
 
 def batch_augment(augment, encoder, augment_on: str):
@@ -74,9 +103,10 @@ def batch_augment(augment, encoder, augment_on: str):
 
 
 def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride: int, color: str = "none",
-                 size: Optional[int] = None):
+                 size: Optional[int] = None, target_fps: Optional[float] = None):
     """Deterministic test clips: ``clips_per_video`` temporal x ``spatial_crops`` spatial, of
-    ``size`` (the short side and the crop; None: the encoder's)."""
+    ``size`` (the short side and the crop; None: the encoder's), at ``target_fps`` (None: each
+    video's own rate)."""
     check_clip_fits(encoder.frames, frame_stride, "evaluation")
     if spatial_crops not in (1, 3):
         raise UserError(f"bad eval.spatial_crops {spatial_crops}; valid choices: 1, 3")
@@ -90,4 +120,4 @@ def eval_sampler(encoder, clips_per_video: int, spatial_crops: int, frame_stride
     def view_fn(frames: torch.Tensor, k: int) -> torch.Tensor:
         return to_model_input(transforms[k % spatial_crops](frames.permute(0, 3, 1, 2)), color)
 
-    return index_fn, view_fn
+    return samplers.at_frame_rate(index_fn, target_fps, "eval.target_fps"), view_fn

@@ -5,6 +5,8 @@
 * :func:`rho_clip_indices`: rho clips of T frames at stride tau, starts uniform over the
   whole video (Feichtenhofer et al. 2021, sec. 3).
 * :func:`uniform_clip_indices`: evenly spaced test clips (SlowFast's "10 clips" protocol).
+* :class:`AtFrameRate`: any of them on a video resampled to a fixed frame rate (SlowFast's
+  ``DATA.TARGET_FPS``).
 
 A method names its pretraining sampler by returning one of the sampler objects below
 (:class:`VDIMViews`, :class:`RhoClips`) from ``Method.clip_sampler``: called with a video's
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
+
+import math
 
 import numpy as np
 
@@ -189,3 +193,46 @@ class RhoClips:
     def __call__(self, num_frames: int, rng: np.random.Generator) -> List[np.ndarray]:
         return rho_clip_indices(num_frames, self.rho, self.frames, self.stride, rng=rng, max_distance=self.max_distance,
                                 sort=self.sort, min_gap=self.min_gap, max_gap=self.max_gap)
+
+
+def resampled_length(num_frames: int, fps: float, target_fps: float) -> int:
+    """Frames of a ``num_frames`` video at ``fps`` once resampled to ``target_fps`` (at least 1)."""
+    return max(1, math.floor(num_frames * target_fps / fps))
+
+
+def source_frames(indices: np.ndarray, num_frames: int, fps: float, target_fps: float) -> np.ndarray:
+    """The source frames shown at frames ``indices`` of the video resampled to ``target_fps``:
+    frame ``i`` at ``target_fps`` is at time ``i / target_fps``, the source's frame ``floor(i fps /
+    target_fps)`` (clamped to the last)."""
+    return np.minimum(np.floor(np.asarray(indices) * (fps / target_fps) + 1e-9).astype(int), max(num_frames - 1, 0))
+
+
+@dataclass(frozen=True)
+class AtFrameRate:
+    """``sampler``'s clips as if every video ran at ``target_fps``: SlowFast's decoder
+    (``slowfast/datasets/decoder.py``) takes ``NUM_FRAMES x SAMPLING_RATE`` frames at
+    ``DATA.TARGET_FPS`` (30), so a clip spans the same time in a 25 fps and a 30 fps video. The
+    sampler draws on the resampled length; its indices map back to source frames
+    (:func:`source_frames`). ``load_views`` passes the video's frame rate. A clip's frames are
+    ``stride`` frames of the resampled video apart; SlowFast's ``temporal_sampling`` spreads its T
+    frames over the clip's T x tau with ``linspace``, (T tau - 1) / (T - 1) apart (9 at 8 x 8)."""
+    sampler: object
+    target_fps: float
+
+    @property
+    def clips(self) -> int:
+        return self.sampler.clips
+
+    def at(self, num_frames: int, fps: float, rng: np.random.Generator) -> List[np.ndarray]:
+        virtual = resampled_length(num_frames, fps, self.target_fps)
+        return [source_frames(v, num_frames, fps, self.target_fps) for v in self.sampler(virtual, rng)]
+
+
+def at_frame_rate(sampler, target_fps: Optional[float], key: str = "dataset.target_fps"):
+    """``sampler`` at ``target_fps`` (:class:`AtFrameRate`); itself when ``target_fps`` is None.
+    ``key``: the setting named when the rate is not above 0."""
+    if target_fps is None:
+        return sampler
+    if not target_fps > 0:
+        raise UserError(f"bad {key} {target_fps}: must be > 0 frames per second, or null for each video's own rate")
+    return AtFrameRate(sampler, float(target_fps))
