@@ -266,6 +266,7 @@ def test_rho_presets_fine_tune_as_slowfasts_ucf101_config(name):
     ft = compose_run([f"experiment={name}", "dataset.root=/x"]).eval.finetune
     assert (ft.preset, ft.optimizer, ft.schedule, ft.nesterov, ft.weight_decay, ft.dropout) == (
         "rho", "sgd", "cosine", True, 0.0, 0.8)
+    assert ft.batch_size == 64  # TRAIN.BATCH_SIZE 64 with SyncBN over its 8 GPUs: one process's batch of 64
     a = ft.augment
     assert (a.color, a.jitter_p, a.brightness, a.contrast, a.saturation, a.hue, a.grayscale_p, a.blur_p) == (
         "jitter", 1.0, 0.4, 0.4, 0.4, 0.1, 0.2, 0.0)
