@@ -81,11 +81,47 @@ def without_nulls(node):
     return node
 
 
+# keys a later version added, at the value that runs as the versions before it did: dropped at that
+# value, so older runs that lack them stay the same setting (as null keys, :func:`without_nulls`).
+# trainer.bf16_conv_check: where a CPU's convolutions all agree the check changes nothing; the
+# ones it fixes are listed in the run's pretrain.fp32_weight_gradients
+NEUTRAL = {"trainer.nesterov": False, "trainer.lars_trust": "norm_of_sum", "trainer.bf16_conv_check": True,
+           "encoder.block_bn": True,
+           "method.target_batches": "together", "method.queue_scope": "global",
+           "method.frozen_until_queue_full": False, "method.shuffle_bn": False}
+AUGMENT_NEUTRAL = {"crop": "resized", "order": "crop_first", "flip_per": "view"}  # every augment section's
+
+
+def without_neutral_keys(cfg: Dict) -> Dict:
+    """``cfg`` without the :data:`NEUTRAL` keys at their neutral value, and each ``augment``
+    section without :data:`AUGMENT_NEUTRAL`'s (and its ``scale_jitter``, read only by
+    ``crop=scale_jitter``)."""
+    for key, value in NEUTRAL.items():
+        section, _, leaf = key.rpartition(".")
+        node = cfg.get(section, {}) if section else cfg
+        if isinstance(node, dict) and node.get(leaf, object()) == value:
+            node.pop(leaf)
+
+    def strip(node):
+        if isinstance(node, dict):
+            aug = node.get("augment")
+            if isinstance(aug, dict):
+                for k, v in AUGMENT_NEUTRAL.items():
+                    if aug.get(k, object()) == v:
+                        aug.pop(k)
+                if "crop" not in aug:
+                    aug.pop("scale_jitter", None)
+            for v in node.values():
+                strip(v)
+    strip(cfg)
+    return cfg
+
+
 def setting_of(result: Dict) -> str:
     """What makes runs the same setting: the resolved config without the seed, the keys that do
     not change the numbers (paths, workers, logging, the settings of protocols not run) and null
     keys, plus the data version."""
-    cfg = without_nulls(json.loads(json.dumps(result.get("config", {}))))
+    cfg = without_neutral_keys(without_nulls(json.loads(json.dumps(result.get("config", {})))))
     for section, keys in VOLATILE.items():
         node = cfg if not section else cfg.get(section, {})
         for k in keys:

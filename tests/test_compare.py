@@ -180,3 +180,19 @@ def test_settings_of_a_protocol_not_run_leave_the_setting_alone(tmp_path):
     assert setting_of(a) == setting_of(b)
     b["config"]["eval"]["linear"]["epochs"] = 50
     assert setting_of(a) != setting_of(b)
+
+
+def test_keys_added_later_at_their_neutral_value_keep_older_runs_in_the_same_setting(tmp_path):
+    """A run from before trainer.nesterov, augment.crop/order/flip_per and friends existed is the
+    same setting as a later one at the values that run as before; a later run that sets one of
+    them otherwise is a setting of its own."""
+    old = [_result(f"old{s}", seed=s, **SYN) for s in (0, 1)]
+    new = _result("new2", seed=2, **SYN)
+    new["config"]["trainer"].update(nesterov=False, lars_trust="norm_of_sum", bf16_conv_check=True)
+    new["config"]["method"]["augment"].update(crop="resized", scale_jitter=[256, 320], order="crop_first",
+                                              flip_per="view")
+    other = _result("other", seed=0, **SYN)
+    other["config"]["method"]["augment"].update(crop="scale_jitter", scale_jitter=[72, 80])
+    tidy = _write(tmp_path, old + [new, other])
+    measured = tidy[tidy["status"] == "measured"]
+    assert sorted(measured["n"]) == [1, 3]
