@@ -150,12 +150,14 @@ def read_results(results_dir: Path):
 
 
 def load_runs(results_dir: Path) -> pd.DataFrame:
+    from benchmark.host import machine_name
     rows = []
     for r in read_results(results_dir):
         m = r.get("config", {}).get("method", {})
         for e in r.get("evals", []):
             rows.append({
                 "run_id": r["run_id"], "folder": r["folder"], "setting": setting_of(r), "method": method_key(r), "encoder": r["encoder"], "seed": r.get("config", {}).get("seed"),
+                "machine": machine_name(r.get("host")),
                 "experiment": r.get("experiment"), "pretrain_data": r["pretrain"]["dataset"],
                 "eval_data": e["dataset"], "protocol": e["protocol"], "mean": e["mean"],
                 "splits": e["splits"], "params_m": r.get("params_m"), "gflops": r.get("gflops_per_clip"),
@@ -195,7 +197,9 @@ def seed_statistics(means: List[float]) -> Dict[str, float]:
     return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
-SETTING_KEYS = ("method", "encoder", "pretrain_data", "eval_data", "protocol", "setting")
+# A setting is also its machine: float kernels round differently on another CPU or GPU, so the same
+# seed there is another run of the same seed, not another seed (benchmark/host.py).
+SETTING_KEYS = ("method", "encoder", "pretrain_data", "eval_data", "protocol", "setting", "machine")
 
 
 def aggregate(runs: pd.DataFrame, keys=SETTING_KEYS) -> pd.DataFrame:
@@ -230,13 +234,14 @@ def aggregate(runs: pd.DataFrame, keys=SETTING_KEYS) -> pd.DataFrame:
 
 def run_labels(measured: pd.DataFrame) -> List[str]:
     """``vdim (linear, 400 steps)`` (``..., trained on 3 per class (subset seed 0))`` under the
-    sample-sensitivity protocol); the encoder, then the setting's hash, are added where that
-    still names two settings alike."""
+    sample-sensitivity protocol); the encoder, the machine, then the setting's hash, are added where
+    that still names two settings alike."""
     labels = [f"{m} ({p}, {s} steps" + (f", trained on {sub})" if isinstance(sub, str) else ")")
               for m, p, s, sub in zip(measured["method"], measured["protocol"], measured["steps"], measured["train_subset"])]
-    for tells_apart in (measured["encoder"], measured["setting"].str[:6]):
-        alike = list(labels)
-        labels = [f"{label[:-1]}, {extra})" if alike.count(label) > 1 else label for label, extra in zip(alike, tells_apart)]
+    for tells_apart in (measured["encoder"], measured["machine"], measured["setting"].str[:6]):
+        alike, extras = list(labels), list(tells_apart)
+        differs = {label for label in alike if len({e for a, e in zip(alike, extras) if a == label}) > 1}
+        labels = [f"{label[:-1]}, {extra})" if label in differs else label for label, extra in zip(alike, extras)]
     return labels
 
 
@@ -259,7 +264,7 @@ MATCH = ("method", "pretrain_data", "eval_data", "protocol")
 PAPER_COLUMNS = ("paper", "table", "model", "paper_value", "source")
 MEASURED_COLUMNS = ("label", "method", "encoder", "pretrain_data", "eval_data", "protocol", "n", "mean", "std",
                     "ci95_low", "ci95_high", "split_std")
-TAIL_COLUMNS = ("seeds", "steps", "resolution", "test_protocol", "train_subset", "params_m", "setting")
+TAIL_COLUMNS = ("machine", "seeds", "steps", "resolution", "test_protocol", "train_subset", "params_m", "setting")
 
 
 AGAINST_COLUMNS = ("against", "diff", "diff_ci95_low", "diff_ci95_high", "significant", "paired_seeds", "paired_videos")
@@ -267,12 +272,14 @@ AGAINST_COLUMNS = ("against", "diff", "diff_ci95_low", "diff_ci95_high", "signif
 
 def reference_setting(measured: pd.DataFrame, row, against: str):
     """The setting of method ``against`` that ``row`` is compared with: the same protocol and
-    data, on the same encoder where ``against`` ran on it (random's floor differs by encoder)."""
+    data, on the same encoder where ``against`` ran on it (random's floor differs by encoder), and
+    on the same machine where it ran there (its seeds pair with this machine's)."""
     same = measured[(measured["method"] == against) & (measured["protocol"] == row["protocol"])
                     & (measured["eval_data"] == row["eval_data"]) & (measured["pretrain_data"] == row["pretrain_data"])]
-    on_encoder = same[same["encoder"] == row["encoder"]]
-    pick = on_encoder if len(on_encoder) else same
-    return None if pick.empty else pick.iloc[0]
+    for narrower in ("encoder", "machine"):
+        on_it = same[same[narrower] == row[narrower]]
+        same = on_it if len(on_it) else same
+    return None if same.empty else same.iloc[0]
 
 
 def against_reference(measured: pd.DataFrame, against: str) -> pd.DataFrame:

@@ -56,3 +56,19 @@ def host_line(host: Optional[Dict[str, object]]) -> str:
     parts = [host["gpu"]] if host.get("gpu") else []
     parts += [cpu, f"{host.get('cores')} cores", f"torch {host.get('torch')}"]
     return ", ".join(parts)
+
+
+def machine_name(host: Optional[Dict[str, object]]) -> str:
+    """What a run's kernels ran on, short: the GPU's name, or the CPU's model and its best vector
+    unit (``Intel Xeon, AMX``; ``AMD EPYC, AVX-512 BF16``). Runs on two such machines are two
+    settings in ``compare``, since their kernels round differently."""
+    if not host:
+        return "machine not recorded"
+    if host.get("gpu"):
+        return str(host["gpu"])
+    cpu = str(host.get("cpu") or "unknown CPU")
+    for word in ("(R)", "(TM)", "(tm)", " Processor", " CPU"):
+        cpu = cpu.replace(word, "")
+    cpu = " ".join(cpu.split()).split(" @ ")[0]
+    units = host.get("vector_units") or []
+    return f"{cpu}, {units[0]}" if units else cpu

@@ -12,7 +12,8 @@ import sys
 import pandas as pd
 import pytest
 
-from benchmark.compare import load_paper_rows, load_runs, render, t_quantile_975, tidy_table
+from benchmark.compare import (aggregate, load_paper_rows, load_runs, reference_setting, render, t_quantile_975,
+                               tidy_table)
 
 
 def _result(run_id, method="vdim", seed=0, lr=2e-4, pre="ucf101", data="ucf101", protocol="finetune",
@@ -80,6 +81,33 @@ def test_measured_rows_come_first_and_labels_tell_runs_apart(tmp_path):
     assert {"not run", "reference only"} <= set(status[3:])
     labels = list(tidy["label"][:3])
     assert len(set(labels)) == 3 and "vdim (linear, 400 steps)" in labels and "vdim (linear, 800 steps)" in labels
+
+
+INTEL = {"cpu": "Intel(R) Xeon(R) Processor", "vector_units": ["AMX", "AVX-512 BF16"], "cores": 2, "gpu": None}
+AMD = {"cpu": "AMD EPYC", "vector_units": ["AVX-512 BF16", "AVX-512"], "cores": 2, "gpu": None}
+
+
+def test_the_same_seeds_on_two_cpus_are_two_settings_and_pair_within_their_cpu(tmp_path):
+    """Kernels round differently on another CPU, so seed 0 there is not another seed: two rows of
+    n = 2, not one of n = 4 with each seed twice, and --against pairs each with its own CPU's."""
+    runs = []
+    for host, base in ((INTEL, 50.0), (AMD, 30.0)):
+        for seed in (0, 1):
+            for method, value in (("vdim", base + seed), ("random", 20.0 + seed)):
+                runs.append({**_result(f"{method}{seed}{host['cpu'][:3]}", method=method, seed=seed,
+                                       splits={"1": value}, **SYN), "host": host})
+    for r in runs:
+        d = tmp_path / r["run_id"]
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps(r))
+    tidy = tidy_table(load_runs(tmp_path), load_paper_rows())
+    vdim = tidy[(tidy["status"] == "measured") & (tidy["method"] == "vdim")].set_index("machine")
+    assert sorted(vdim.index) == ["AMD EPYC, AVX-512 BF16", "Intel Xeon, AMX"]
+    assert list(vdim["n"]) == [2, 2] and vdim.loc["Intel Xeon, AMX", "mean"] == pytest.approx(50.5)
+    assert vdim.loc["AMD EPYC, AVX-512 BF16", "label"] == "vdim (linear, 50000 steps, AMD EPYC, AVX-512 BF16)"
+    measured = aggregate(load_runs(tmp_path))
+    for _, row in measured[measured["method"] == "vdim"].iterrows():
+        assert reference_setting(measured, row, "random")["machine"] == row["machine"]
 
 
 def _best(result):
