@@ -171,6 +171,22 @@ def test_the_other_methods_keep_the_cpu_trainers_batch_of_8():
         assert compose_run([f"method={method}"]).trainer.batch_size == 8, method
 
 
+def test_vdim_gets_its_own_schedule_on_the_cpu_trainer_only():
+    """configs/method_trainer/vdim_cpu.yaml: 600 steps, 50 of warm-up, cosine (docs/synthetic.md,
+    "How far one run can be trusted"); the GPU trainer, the paper presets, the other methods and
+    the command line keep theirs."""
+    t = compose_run(["method=vdim"]).trainer
+    assert (t.steps, t.schedule, t.warmup_steps) == (600, "cosine", 50)
+    assert compose_run(["method=vdim", "trainer.steps=400", "trainer.schedule=constant"]).trainer.schedule == "constant"
+    gpu = compose_run(["method=vdim", "trainer=gpu"]).trainer
+    assert (gpu.schedule, gpu.warmup_steps) != ("cosine", 50)
+    paper = compose_run(["experiment=vdim_ucf101_table2", "dataset.root=/data/x"]).trainer
+    assert (paper.steps, paper.schedule) == (50000, "constant")  # sec. 4: Adam 2e-4
+    for method in ("rho_simclr", "dpc", "maxgl", "random"):
+        other = compose_run([f"method={method}"]).trainer
+        assert (other.steps, other.schedule, other.warmup_steps) == (400, "constant", 0), method
+
+
 @pytest.mark.parametrize("key", sorted(TRAINER_MINIMUMS) + ["steps", "lr", "threads"])
 @pytest.mark.parametrize("trainer", ["cpu", "gpu"])
 def test_trainer_counts_and_rates_below_their_range_fail_in_one_line_naming_them(key, trainer):
