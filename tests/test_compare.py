@@ -96,11 +96,7 @@ def test_the_same_seeds_on_two_cpus_are_two_settings_and_pair_within_their_cpu(t
             for method, value in (("vdim", base + seed), ("random", 20.0 + seed)):
                 runs.append({**_result(f"{method}{seed}{host['cpu'][:3]}", method=method, seed=seed,
                                        splits={"1": value}, **SYN), "host": host})
-    for r in runs:
-        d = tmp_path / r["run_id"]
-        d.mkdir()
-        (d / "result.json").write_text(json.dumps(r))
-    tidy = tidy_table(load_runs(tmp_path), load_paper_rows())
+    tidy = _write(tmp_path, runs)
     vdim = tidy[(tidy["status"] == "measured") & (tidy["method"] == "vdim")].set_index("machine")
     assert sorted(vdim.index) == ["AMD EPYC, AVX-512 BF16", "Intel Xeon, AMX"]
     assert list(vdim["n"]) == [2, 2] and vdim.loc["Intel Xeon, AMX", "mean"] == pytest.approx(50.5)
